@@ -1,0 +1,5 @@
+"""`python -m chief.cli` is `chief`."""
+
+from .main import main
+
+main()

@@ -1,0 +1,8 @@
+"""The engine: runs compiled workflows durably and lets people pause, resume, cancel, approve, restore."""
+
+from .checkpoints import CheckpointInfo
+from .engine import Engine
+from .inputs import InputError, prepare_inputs
+from .steps import StepFailed
+
+__all__ = ["CheckpointInfo", "Engine", "InputError", "StepFailed", "prepare_inputs"]

@@ -1,0 +1,90 @@
+"""Every error Chief raises on purpose, with messages a user can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ChiefError(Exception):
+    """Base class of Chief's own errors; the CLI prints these as one line."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem: what is wrong and where (file, line, step, field)."""
+
+    message: str
+    source: str = ""  # file name or "<string>"
+    line: int | None = None
+    step: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = self.source or "<workflow>"
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.step:
+            where += f": step '{self.step}'"
+        if self.field:
+            where += f": {self.field}"
+        return f"{where}: {self.message}"
+
+
+class WorkflowError(ChiefError):
+    """A workflow could not be loaded or is invalid; `problems` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems) or "invalid workflow")
+
+
+class TemplateError(ChiefError):
+    """A template or condition could not be rendered or evaluated."""
+
+
+class WorkflowNotFound(ChiefError):
+    """No workflow with that name or path."""
+
+
+class ExecutionNotFound(ChiefError):
+    """No execution with that id."""
+
+
+class InvalidTransition(ChiefError):
+    """The execution is not in a state that allows the requested action (e.g. resume a finished run)."""
+
+
+class PluginError(ChiefError):
+    """A plugin failed to load, register, or raised inside a hook."""
+
+
+class UnknownAgent(ChiefError):
+    """No registered agent has that name (or no agent declares that capability)."""
+
+
+class UnknownProvider(ChiefError):
+    """No registered provider has that name."""
+
+
+class ProviderError(ChiefError):
+    """A provider call failed; `retryable` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool = True):
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class StepTimeout(ChiefError):
+    """A step took longer than its `timeout_s`."""
+
+
+class StoreError(ChiefError):
+    """The database could not be read or written."""
+
+
+class SchemaBehind(StoreError):
+    """The database schema is older than this version of Chief; the message names the command to run."""
+
+
+class BusError(ChiefError):
+    """The message bus could not carry a message."""
