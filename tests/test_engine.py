@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from chief.core.config import Settings
-from chief.core.engine import Engine, InputError
-from chief.core.errors import InvalidTransition
+from chief.core.engine import Engine
+from chief.core.errors import InputError, InvalidTransition
 from chief.core.messages import EventType
 from chief.core.plugins import register_temporary
 from chief.core.store import StepRecord

@@ -11,7 +11,17 @@ import click
 
 from ..core.config import Settings
 from ..core.messages import EventType
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, console, open_engine, parse_inputs, resolve_workflow, run_async, to_json
+from .common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    console,
+    open_engine,
+    parse_inputs,
+    resolve_workflow,
+    run_async,
+    to_json,
+)
 from .progress import Progress
 
 FINAL_EVENTS = {EventType.EXECUTION_SUCCEEDED, EventType.EXECUTION_FAILED, EventType.EXECUTION_CANCELLED}

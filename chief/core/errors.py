@@ -38,6 +38,10 @@ class WorkflowError(ChiefError):
         super().__init__("\n".join(str(p) for p in self.problems) or "invalid workflow")
 
 
+class InputError(WorkflowError):
+    """The inputs given to a run are missing, unknown or of the wrong type."""
+
+
 class TemplateError(ChiefError):
     """A template or condition could not be rendered or evaluated."""
 

@@ -92,7 +92,7 @@ class StepResult(BaseModel):
     duration_ms: float | None = None
 
 
-class EventType(str, enum.Enum):
+class EventType(enum.StrEnum):
     """Every state change an execution or one of its steps goes through."""
 
     EXECUTION_CREATED = "execution.created"

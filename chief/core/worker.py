@@ -17,7 +17,13 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from .agents import AgentContext, Completion
 from .bus import Bus, Delivery
@@ -155,13 +161,17 @@ class Worker:
         first_attempt = message.attempt
         attempt_no = first_attempt
         started = time.perf_counter()
+
+        async def before_sleep(state: RetryCallState) -> None:
+            await self._on_retry(task, first_attempt, state)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(max(task.attempts, 1)),
             wait=wait_exponential_jitter(
                 initial=task.backoff_s, exp_base=task.backoff_multiplier, max=task.max_backoff_s, jitter=task.backoff_s
             ),
             retry=retry_if_exception(is_retryable),
-            before_sleep=lambda state: self._on_retry(task, first_attempt, state),
+            before_sleep=before_sleep,
             sleep=self._sleep,
             reraise=True,
         )

@@ -40,7 +40,7 @@ class Bus(abc.ABC):
         self._replies: dict[str, asyncio.Future[AgentMessage]] = {}
         self._subscriptions: list[_Subscription] = []
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional: LocalBus has nothing to start
         """Connect / start background readers."""
 
     async def close(self) -> None:

@@ -2,7 +2,6 @@
 
 from .checkpoints import CheckpointInfo
 from .engine import Engine
-from .inputs import InputError, prepare_inputs
 from .steps import StepFailed
 
-__all__ = ["CheckpointInfo", "Engine", "InputError", "StepFailed", "prepare_inputs"]
+__all__ = ["CheckpointInfo", "Engine", "StepFailed"]

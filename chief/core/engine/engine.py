@@ -30,7 +30,6 @@ from ..store import FINISHED_EXECUTION_STATUSES, ExecutionRecord, Store
 from ..workflows import WorkflowSpec, load_workflow, priorities, render
 from ..workflows.compiler import compile_workflow
 from .checkpoints import CheckpointInfo, fork_checkpoint, open_checkpointer
-from .inputs import prepare_inputs
 from .steps import StepFailed, StepRunner
 
 log = logging.getLogger(__name__)
@@ -198,7 +197,7 @@ class Engine:
     async def start(self, spec: WorkflowSpec, inputs: dict[str, Any] | None = None, *,
                     conversation_id: str | None = None, execution_id: str | None = None) -> str:
         """Create an execution of `spec` and start running it in the background; return its id."""
-        values = prepare_inputs(spec, inputs or {})
+        values = spec.bind_inputs(inputs)
         workflow = await self.store.save_workflow(spec.name, str(spec.version), spec.model_dump(mode="json"),
                                                   source=spec.source)
         execution_id = execution_id or new_id()

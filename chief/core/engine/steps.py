@@ -17,7 +17,7 @@ from langgraph.types import interrupt
 from ..errors import ChiefError, TemplateError
 from ..messages import AgentMessage, Event, EventType, Lane, StepResult, StepTask
 from ..store import StepRecord
-from ..workflows import StepSpec, WorkflowSpec, evaluate_condition, render, resolve
+from ..workflows import NO_ITEM, StepSpec, WorkflowSpec, evaluate_condition, render, resolve
 from ..workflows.compiler import RunState
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class StepRunner:
             steps=[self._row(key, task_key, status, result=output, error=error, finished_at=_now())],
         )
 
-    def _render_args(self, state: RunState, item: Any = None, index: int | None = None) -> dict[str, Any]:
+    def _render_args(self, state: RunState, item: Any = NO_ITEM, index: int | None = None) -> dict[str, Any]:
         return {"inputs": state.get("inputs") or {}, "results": state.get("results") or {},
                 "statuses": state.get("statuses") or {}, "item": item, "index": index}
 

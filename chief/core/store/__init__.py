@@ -1,9 +1,11 @@
 """Persistence: SQLAlchemy models, Alembic migrations and the `Store` API."""
 
+from .migrate import acurrent, ais_behind, aupgrade, current, head, history, is_behind, upgrade
 from .records import (
     EXECUTION_STATUSES,
     FINAL_STEP_STATUSES,
     FINISHED_EXECUTION_STATUSES,
+    STEP_STATUSES,
     DeadLetterRecord,
     EventRecord,
     ExecutionRecord,
@@ -11,15 +13,32 @@ from .records import (
     WorkflowRecord,
 )
 from .store import Store
+from .urls import checkpointer_conn_string, mask_url, normalize_url, sqlite_path
+
+open_store = Store.open
 
 __all__ = [
     "EXECUTION_STATUSES",
     "FINAL_STEP_STATUSES",
     "FINISHED_EXECUTION_STATUSES",
+    "STEP_STATUSES",
     "DeadLetterRecord",
     "EventRecord",
     "ExecutionRecord",
     "StepRecord",
     "Store",
     "WorkflowRecord",
+    "acurrent",
+    "ais_behind",
+    "aupgrade",
+    "checkpointer_conn_string",
+    "current",
+    "head",
+    "history",
+    "is_behind",
+    "mask_url",
+    "normalize_url",
+    "open_store",
+    "sqlite_path",
+    "upgrade",
 ]

@@ -43,7 +43,7 @@ def json_default(value: Any) -> Any:
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 _OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
@@ -59,8 +59,14 @@ def json_dumps_bytes(value: Any) -> bytes:
     return orjson.dumps(value, default=json_default, option=_OPTS)
 
 
-def json_loads(data: str | bytes) -> Any:
-    """Parse a JSON column value."""
+def json_loads(data: str | bytes | int | float) -> Any:
+    """Parse a JSON column value.
+
+    SQLite gives a column declared JSON numeric affinity: a document that is a bare number ("1")
+    comes back as that number, already parsed.
+    """
+    if isinstance(data, int | float):
+        return data
     return orjson.loads(data)
 
 
@@ -82,7 +88,14 @@ def make_sqlite_engine(url: str) -> Engine:
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(sync_url(url), json_serializer=json_dumps, json_deserializer=json_loads)
+    engine = create_engine(
+        sync_url(url),
+        json_serializer=json_dumps,
+        json_deserializer=json_loads,
+        # Used from the store's one worker thread; this only keeps a stray garbage collection of a
+        # connection in another thread from raising.
+        connect_args={"check_same_thread": False},
+    )
     event.listen(engine, "connect", _set_sqlite_pragmas)
     return engine
 

@@ -134,7 +134,9 @@ class StepExecution(Base):
     __table_args__ = (UniqueConstraint("execution_id", "task_key", "attempt"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    execution_id: Mapped[str] = mapped_column(String(), ForeignKey("executions.id", ondelete="CASCADE"))
+    # No foreign key to executions: a worker (maybe on another machine) records what it ran, and a
+    # ledger row must never be refused because of the order in which rows reach the database.
+    execution_id: Mapped[str] = mapped_column(String())
     task_key: Mapped[str] = mapped_column(String())
     step_key: Mapped[str] = mapped_column(String())
     attempt: Mapped[int] = mapped_column(Integer)
@@ -165,7 +167,7 @@ class EventRow(Base):
     __table_args__ = (Index("ix_events_execution_id_id", "execution_id", "id"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    execution_id: Mapped[str] = mapped_column(String(), ForeignKey("executions.id", ondelete="CASCADE"))
+    execution_id: Mapped[str] = mapped_column(String())
     type: Mapped[str] = mapped_column(String())
     step_key: Mapped[str | None] = mapped_column(String())
     task_key: Mapped[str | None] = mapped_column(String())

@@ -67,9 +67,9 @@ def mask_url(url: str | URL) -> str:
     """`url` with its password replaced by `***`, safe to print."""
     try:
         parsed = url if isinstance(url, URL) else make_url(str(url).strip())
-    except ArgumentError:
+        return parsed.render_as_string(hide_password=True)
+    except Exception:  # never fail while building an error message
         return mask_password(str(url))
-    return parsed.render_as_string(hide_password=True)
 
 
 def dialect_name(url: str | URL) -> str:

@@ -1,5 +1,6 @@
 """Workflows: the file format, templates, `when:` conditions, the step graph, validation and loading."""
 
+from .compiler import RunState, compile_workflow, graph_mermaid
 from .conditions import check_condition, condition_refs, evaluate_condition
 from .graph import (
     critical_path,
@@ -15,10 +16,9 @@ from .spec import InputSpec, RetrySpec, StepSpec, WorkflowConfig, WorkflowSpec
 from .templates import NO_ITEM, Ref, render, resolve, template_refs
 from .validate import validate_workflow
 
-# compile_workflow (compiler.py) is exported here once it exists.
-
 __all__ = [
     "NO_ITEM",
+    "RunState",
     "InputSpec",
     "Ref",
     "RetrySpec",
@@ -26,11 +26,13 @@ __all__ = [
     "WorkflowConfig",
     "WorkflowSpec",
     "check_condition",
+    "compile_workflow",
     "condition_refs",
     "critical_path",
     "downstream_length",
     "evaluate_condition",
     "find_cycle",
+    "graph_mermaid",
     "levels",
     "load_workflow",
     "load_workflows_dir",

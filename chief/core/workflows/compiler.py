@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Protocol, TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
@@ -79,7 +80,7 @@ def exit_node(spec: WorkflowSpec, key: str) -> str:
 
 
 def _step_node(key: str):
-    async def node(state: RunState, runtime: Runtime[StepHooks], config: Any) -> dict[str, Any]:
+    async def node(state: RunState, runtime: Runtime[StepHooks], config: RunnableConfig) -> dict[str, Any]:
         return await runtime.context.run_step(key, state, config)
 
     node.__name__ = f"step_{key}"

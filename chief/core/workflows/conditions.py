@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from simpleeval import EvalWithCompoundTypes
+from simpleeval import DISALLOW_METHODS, EvalWithCompoundTypes
 
 from ..errors import TemplateError
 from .templates import NO_ITEM, Ref, compile_template, format_value, resolve_ref
@@ -106,7 +106,7 @@ def _check_tree(tree: ast.Expression) -> None:
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED_NODES):
             raise TemplateError(f"{type(node).__name__} is not allowed in a condition")
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+        if isinstance(node, ast.Attribute) and (node.attr.startswith("_") or node.attr in DISALLOW_METHODS):
             raise TemplateError(f"attribute '{node.attr}' is not allowed")
         if isinstance(node, ast.Name):
             name = node.id

@@ -1,6 +1,7 @@
 """The step graph of a workflow: cycles, topological levels, critical path, priorities, Mermaid.
 
-Edges run from a dependency to the step that depends on it (the order things happen). Unknown
+Edges run from a dependency to the step that depends on it (the order things happen); only a
+cycle is reported the other way, along `depends_on`, so it reads like the file. Unknown
 dependencies are ignored here (validation reports them); a cycle makes the ordering functions
 raise WorkflowError naming it.
 """
@@ -17,9 +18,10 @@ from .spec import WorkflowSpec
 
 def _graph(spec: WorkflowSpec) -> tuple[list[str], list[list[int]]]:
     """Step keys in file order (first of duplicates) and, per step, the indexes of its known deps."""
-    keys = list(spec.steps_by_key)
+    by_key = spec.steps_by_key
+    keys = list(by_key)
     pos = {k: i for i, k in enumerate(keys)}
-    deps = [[pos[d] for d in spec.steps_by_key[k].depends_on if d in pos] for k in keys]
+    deps = [[pos[d] for d in by_key[k].depends_on if d in pos] for k in keys]
     return keys, deps
 
 
@@ -32,10 +34,10 @@ def _children(deps: list[list[int]]) -> list[list[int]]:
 
 
 def topological_order(spec: WorkflowSpec) -> list[str] | None:
-    """Step keys so that every step comes after its dependencies (file order where free); None if cyclic."""
-    keys, deps = _graph(spec)
-    order = _topo(deps)
-    return None if order is None else [keys[i] for i in order]
+    """Step keys with every step after its dependencies: the levels, in order; None if cyclic."""
+    if find_cycle(spec) is not None:
+        return None
+    return [key for level in levels(spec) for key in level]
 
 
 def _topo(deps: list[list[int]]) -> list[int] | None:
@@ -54,12 +56,11 @@ def _topo(deps: list[list[int]]) -> list[int] | None:
 
 
 def find_cycle(spec: WorkflowSpec) -> list[str] | None:
-    """A cycle in execution order, e.g. `["a", "b", "c", "a"]` (b depends on a, ...); None if acyclic.
+    """A dependency cycle, e.g. `["a", "b", "c", "a"]`: a depends on b, b on c, c on a; None if acyclic.
 
     The cycle is rotated to start at the step that comes first in the file.
     """
-    keys, deps = _graph(spec)
-    children = _children(deps)
+    keys, nexts = _graph(spec)  # walk along depends_on, so the cycle reads as written
     state = [0] * len(keys)  # 0 new, 1 on the stack, 2 done
     for root in range(len(keys)):
         if state[root]:
@@ -69,9 +70,9 @@ def find_cycle(spec: WorkflowSpec) -> list[str] | None:
         state[root] = 1
         while stack:
             node, nxt = stack[-1]
-            if nxt < len(children[node]):
+            if nxt < len(nexts[node]):
                 stack[-1] = (node, nxt + 1)
-                child = children[node][nxt]
+                child = nexts[node][nxt]
                 if state[child] == 1:
                     cycle = path[path.index(child) :]
                     start = cycle.index(min(cycle))
@@ -159,9 +160,10 @@ def priorities(spec: WorkflowSpec) -> dict[str, tuple[Lane, int]]:
     keys, deps, order = _ordered(spec)
     length = _downstream(deps, order)
     critical = set(_critical(deps, length))
+    by_key = spec.steps_by_key
     out: dict[str, tuple[Lane, int]] = {}
     for i, k in enumerate(keys):
-        explicit = spec.steps_by_key[k].priority
+        explicit = by_key[k].priority
         if explicit:
             lane = Lane.parse(explicit)
         elif i in critical:
@@ -200,11 +202,12 @@ def _label(text: str) -> str:
 
 def to_mermaid(spec: WorkflowSpec) -> str:
     """A deterministic Mermaid `flowchart TD` of the steps and their dependencies."""
-    keys = list(spec.steps_by_key)
+    by_key = spec.steps_by_key
+    keys = list(by_key)
     ids = _mermaid_ids(keys)
     lines = ["flowchart TD"]
     for k in keys:
-        step = spec.steps_by_key[k]
+        step = by_key[k]
         parts = [_label(k), f"{step.kind}: {_label(step.target)}"]
         marks = [
             m
@@ -215,7 +218,7 @@ def to_mermaid(spec: WorkflowSpec) -> str:
             parts.append(", ".join(marks))
         lines.append(f'    {ids[k]}["{"<br/>".join(parts)}"]')
     for k in keys:
-        for dep in spec.steps_by_key[k].depends_on:
+        for dep in by_key[k].depends_on:
             if dep in ids:
                 lines.append(f"    {ids[dep]} --> {ids[k]}")
     return "\n".join(lines) + "\n"

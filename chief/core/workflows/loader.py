@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -300,12 +300,25 @@ def _message(err: Any, loc: tuple[Any, ...]) -> str:
         return "a workflow needs at least one step"
     if kind in ("value_error", "assertion_error"):
         return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    msg = msg.replace("Input should be", "should be").replace(
-        "a valid dictionary or instance of ", "a mapping, not "
-    )
-    if "mapping, not" in msg:
+    msg = msg.replace("Input should be", "should be")
+    if "a valid dictionary" in msg:
         msg = "should be a mapping"
     return f"{msg} (got {_short(value)})"
+
+
+_MISSING = object()
+
+
+def _raw_value(data: Any, path: list[str]) -> Any:
+    node = data
+    for seg in path:
+        if isinstance(node, dict) and seg in node:
+            node = node[seg]
+        elif isinstance(node, list) and seg.isdigit() and int(seg) < len(node):
+            node = node[int(seg)]
+        else:
+            return _MISSING
+    return node
 
 
 def _problems_from(exc: ValidationError, data: dict[str, Any], lines: Any, source: str) -> list[Problem]:
@@ -320,10 +333,23 @@ def _problems_from(exc: ValidationError, data: dict[str, Any], lines: Any, sourc
             key = raw_step.get("key") if isinstance(raw_step, dict) else None
             step = key if isinstance(key, str) and key else f"#{loc[1] + 1}"
             field_loc = loc[2:]
-        shown = _display(data, loc)[len(loc) - len(field_loc) :]
+        if loc and loc[-1] == "[key]":  # a mapping key of the wrong type
+            loc, field_loc = loc[:-1], field_loc[:-1]
+            err = {**err, "type": "key_type", "msg": "names must be text"}
+        written = _display(data, loc)
+        shown = written[len(loc) - len(field_loc) :]
         field = ".".join(shown) or None
         line = lines.line(loc) if lines is not None else None
-        problems.append(Problem(_message(err, loc), source, line, step, field))
+        message = _message(err, loc)
+        if written and written[-1] != str(loc[-1]) and err["type"] not in ("extra_forbidden", "missing"):
+            # an older field name whose value was converted: show what the author wrote
+            raw = _raw_value(data, written)
+            if raw is not _MISSING and raw != err.get("input"):
+                message = (
+                    message.rsplit(" (got ", 1)[0]
+                    + f" (got {_short(raw)}, which is {loc[-1]}={_short(err.get('input'))})"
+                )
+        problems.append(Problem(message, source, line, step, field))
     return problems
 
 
@@ -340,6 +366,8 @@ def _salvage_step(raw: Any) -> tuple[StepSpec | None, bool]:
     except ValueError:
         fields = dict(raw)
     bad = {e["loc"][0] for e in errors if e["loc"]}
+    if "key" in bad:
+        return None, False
     fields = {k: v for k, v in fields.items() if k not in bad and k in StepSpec.model_fields}
     try:
         return StepSpec.model_validate(fields), False
@@ -390,7 +418,9 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
     return sorted(unique, key=lambda p: (p.line is None, p.line or 0))
 
 
-def _build(data: Any, *, source: str, lines: Any, problems: list[Problem]) -> WorkflowSpec:
+def _build(
+    data: Any, *, source: str, lines: Any, problems: list[Problem], known: dict[str, Any]
+) -> WorkflowSpec:
     if data is None:
         raise WorkflowError([Problem("the workflow is empty", source, 1 if lines is not None else None)])
     if not isinstance(data, dict):
@@ -403,32 +433,57 @@ def _build(data: Any, *, source: str, lines: Any, problems: list[Problem]) -> Wo
         salvaged, bad, positions = _salvage(data)
         salvaged.source = source
         salvaged.set_line_index(_Reindexed(lines, positions))
-        problems += validate_workflow(salvaged, ignore_steps=bad)
+        problems += validate_workflow(salvaged, ignore_steps=bad, **known)
         raise WorkflowError(_sorted(problems)) from None
     spec.source = source
     spec.set_line_index(lines)
-    problems = problems + validate_workflow(spec)
+    problems = problems + validate_workflow(spec, **known)
     if problems:
         raise WorkflowError(_sorted(problems))
     return spec
 
 
-def parse_workflow(text: str, *, source: str = "<string>", fmt: str | None = None) -> WorkflowSpec:
+def parse_workflow(
+    text: str,
+    *,
+    source: str = "<string>",
+    fmt: str | None = None,
+    agents: Collection[str] | None = None,
+    capabilities: Collection[str] | None = None,
+    workflows: Collection[str] | Mapping[str, Any] | None = None,
+) -> WorkflowSpec:
     """Parse and check a workflow from YAML or JSON text (`fmt` "yaml", "json" or None to guess).
 
     Raises WorkflowError listing every problem, each with `source` and its line where known.
+    `agents`, `capabilities` and `workflows` are checked too when given (see `validate_workflow`),
+    so one call reports everything.
     """
     data, lines, problems = _parse_text(text, source, fmt)
-    return _build(data, source=source, lines=lines, problems=problems)
+    known = {"agents": agents, "capabilities": capabilities, "workflows": workflows}
+    return _build(data, source=source, lines=lines, problems=problems, known=known)
 
 
-def spec_from_data(data: Any, *, source: str = "<data>") -> WorkflowSpec:
+def spec_from_data(
+    data: Any,
+    *,
+    source: str = "<data>",
+    agents: Collection[str] | None = None,
+    capabilities: Collection[str] | None = None,
+    workflows: Collection[str] | Mapping[str, Any] | None = None,
+) -> WorkflowSpec:
     """Check an already-parsed workflow (e.g. a plan a model wrote as JSON); WorkflowError as above."""
-    return _build(data, source=source, lines=None, problems=[])
+    known = {"agents": agents, "capabilities": capabilities, "workflows": workflows}
+    return _build(data, source=source, lines=None, problems=[], known=known)
 
 
-def load_workflow(path: str | Path) -> WorkflowSpec:
-    """Read and check one workflow file; `spec.source` is set to `path`."""
+def load_workflow(
+    path: str | Path,
+    *,
+    agents: Collection[str] | None = None,
+    capabilities: Collection[str] | None = None,
+    workflows: Collection[str] | Mapping[str, Any] | None = None,
+) -> WorkflowSpec:
+    """Read and check one workflow file; `spec.source` is set to `path`. WorkflowError as above."""
     p = Path(path)
     if not p.is_file():
         raise WorkflowNotFound(f"no workflow file '{path}'")
@@ -438,7 +493,9 @@ def load_workflow(path: str | Path) -> WorkflowSpec:
         raise WorkflowError([Problem(f"not UTF-8 text: {e.reason}", str(path))]) from None
     suffix = p.suffix.lower()
     fmt = "json" if suffix == ".json" else "yaml" if suffix in (".yaml", ".yml") else None
-    return parse_workflow(text, source=str(path), fmt=fmt)
+    return parse_workflow(
+        text, source=str(path), fmt=fmt, agents=agents, capabilities=capabilities, workflows=workflows
+    )
 
 
 def load_workflows_dir(path: str | Path) -> dict[str, WorkflowSpec]:

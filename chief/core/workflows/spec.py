@@ -12,6 +12,7 @@ not upstream, ...) live in `validate.py`, so every problem can be reported at on
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from ..errors import Problem, TemplateError, WorkflowError
+from ..errors import InputError, Problem, TemplateError
 from .templates import template_refs
 
 KEY_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
@@ -377,24 +378,32 @@ class WorkflowSpec(BaseModel):
         return s.timeout_s if s.timeout_s is not None else self.config.timeout_s
 
     def bind_inputs(self, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The inputs for a run: `values` plus defaults; WorkflowError lists missing and unknown names."""
+        """The inputs for a run: `values` (strings coerced to the declared type) plus defaults.
+
+        Raises `InputError` (a `WorkflowError`) listing every missing, unknown or mistyped input.
+        """
         values = dict(values or {})
-        problems = [
-            Problem(f"unknown input '{name}' (inputs: {', '.join(self.inputs) or 'none'})", self.source or "")
-            for name in values
-            if name not in self.inputs
-        ]
+        where = self.source or self.name
+        problems: list[Problem] = []
+        for name in values:
+            if name not in self.inputs:
+                close = difflib.get_close_matches(name, list(self.inputs), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"inputs: {', '.join(self.inputs) or 'none'}"
+                problems.append(Problem(f"unknown input '{name}' ({hint})", where))
         bound: dict[str, Any] = {}
         for name, spec in self.inputs.items():
             if name in values:
-                bound[name] = values[name]
+                try:
+                    bound[name] = _coerce_input(spec.type, values[name])
+                except ValueError:
+                    problems.append(Problem(f"input '{name}' must be {spec.type}, got {str(values[name])[:40]!r}", where))
             elif spec.required and spec.default is None:
                 what = f" ({spec.description})" if spec.description else ""
-                problems.append(Problem(f"missing required input '{name}'{what}", self.source or ""))
+                problems.append(Problem(f"missing required input '{name}'{what}", where))
             else:
                 bound[name] = spec.default
         if problems:
-            raise WorkflowError(problems)
+            raise InputError(problems)
         return bound
 
     def content_hash(self) -> str:
@@ -420,3 +429,23 @@ def implicit_input_names(steps: list[StepSpec], output: str | None) -> list[str]
             if ref.bare and ref.name not in keys and ref.name not in RESERVED_NAMES:
                 names.setdefault(ref.name)
     return list(names)
+
+
+def _coerce_input(kind: str, value: Any) -> Any:
+    """A value given as text (command line, chat) turned into the declared type; ValueError if it is not one."""
+    if not isinstance(value, str):
+        return value
+    if kind == "integer":
+        return int(value)
+    if kind == "number":
+        return float(value)
+    if kind == "boolean":
+        lowered = value.strip().lower()
+        if lowered in ("true", "yes", "1", "on"):
+            return True
+        if lowered in ("false", "no", "0", "off"):
+            return False
+        raise ValueError(value)
+    if kind in ("list", "object", "files") and value.strip()[:1] in ("[", "{"):
+        return json.loads(value)
+    return value

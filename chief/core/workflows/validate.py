@@ -130,7 +130,10 @@ class _Validator:
         missing = [len(ds) for ds in deps]
         upstream: list[int | None] = [None] * len(steps)  # None: in or behind a cycle, not checked
         ready = deque(i for i, m in enumerate(missing) if m == 0)
-        unsure = [s.key in self.ignore or any(d in self.ignore for d in s.depends_on) for s in steps]
+        # A step whose wiring is incomplete (an unknown or unloadable dependency) is not checked for
+        # upstream use, nor is anything after it: the missing edge is already reported.
+        known = self.pos.keys()
+        unsure = [s.key in self.ignore or any(d not in known for d in s.depends_on) for s in steps]
         while ready:
             i = ready.popleft()
             bits = 0
@@ -149,7 +152,9 @@ class _Validator:
         for field, text in step.template_fields():
             if field == "for_each":
                 self.check_for_each(i, text)
-            self.check_template(i, field, text, allow_item=bool(step.for_each) and field != "for_each")
+            # `when` and the list itself are evaluated once, before the fan-out: no item there
+            per_item = bool(step.for_each) and field not in ("for_each", "when")
+            self.check_template(i, field, text, allow_item=per_item)
         if step.inputs and not step.workflow:
             self.add(
                 "only a workflow: step takes inputs (use the prompt to pass values to an agent)", i, "inputs"
@@ -208,10 +213,16 @@ class _Validator:
             if name not in self.spec.inputs:
                 self.add(f"{ref}: unknown input '{name}'{did_you_mean(name, self.spec.inputs)}", i, field)
         elif kind in ("item", "index"):
-            if not allow_item:
+            if not allow_item and i is not None and self.spec.steps[i].for_each:
+                self.add(
+                    f"{ref}: '{kind}' is not available in {field}: it is evaluated once, before the fan-out",
+                    i,
+                    field,
+                )
+            elif not allow_item:
                 self.add(f"{ref}: '{kind}' is only available inside a for_each step", i, field)
-        elif name in self.ignore:
-            return
+        elif name not in self.pos and name in self.ignore:
+            return  # a step that could not be loaded at all: nothing to say about it
         elif name not in self.pos:
             self.add(f"{ref}: unknown step '{name}'{did_you_mean(name, self.pos)}", i, field)
         elif i is not None:

@@ -105,12 +105,6 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "execution_id", "task_key", "attempt", name="uq_step_executions_execution_id_task_key_attempt"
         ),
-        sa.ForeignKeyConstraint(
-            ["execution_id"],
-            ["executions.id"],
-            name="fk_step_executions_execution_id_executions",
-            ondelete="CASCADE",
-        ),
     )
 
     op.create_table(
@@ -123,9 +117,6 @@ def upgrade() -> None:
         sa.Column("data", _json(), nullable=False),
         sa.Column("created_at", _ts(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_events"),
-        sa.ForeignKeyConstraint(
-            ["execution_id"], ["executions.id"], name="fk_events_execution_id_executions", ondelete="CASCADE"
-        ),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_events_execution_id_id", "events", ["execution_id", "id"])
