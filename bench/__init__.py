@@ -1,0 +1,1 @@
+"""Chief's benchmark (not part of the installed package): `python -m bench`."""
