@@ -301,3 +301,37 @@ steps:
 """)
     record = await engine.run(spec)
     assert record.status == "failed" and "nobody" in record.error
+
+
+class LossyBus:
+    """Wraps LocalBus: the first send of every task is lost (as if Redis dropped it)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.sent = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    async def send(self, message):
+        self.sent.append(message)
+        if len(self.sent) > 1:
+            await self.inner.send(message)
+
+
+async def test_engine_resends_a_lost_task_after_its_lease_with_new_attempts_one_lane_up(tmp_path, gate):
+    from chief.core.bus import LocalBus
+
+    bus = LossyBus(LocalBus())
+    with register_temporary(TestPlugin(agents=[gate])) as registry:
+        engine = await Engine.open(Settings(home=tmp_path, lease_s=0.2), registry=registry, bus=bus)
+        try:
+            spec = parse_workflow("name: one\nsteps:\n  - {key: only, agent: gate, prompt: p, retry: {attempts: 2}}\n")
+            record = await engine.run(spec)
+        finally:
+            await engine.close()
+    assert record.status == "succeeded"
+    first, second = bus.sent
+    assert (first.attempt, second.attempt) == (1, 3)  # attempts 1-2 belonged to the lost delivery
+    assert second.priority == first.priority + 1
+    assert gate.runs == {"only": 1}

@@ -55,14 +55,18 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.live_mode:
-            self._live = Live(self.table(), console=self.console, refresh_per_second=12, transient=False)
+            # `self` renders a fresh table at every refresh, so running steps' times keep counting
+            self._live = Live(self, console=self.console, refresh_per_second=8, transient=False)
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
-            self._live.update(self.table())
+            self._live.refresh()
             self._live.__exit__(*exc)
+
+    def __rich__(self) -> Table:
+        return self.table()
 
     def table(self) -> Table:
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -79,8 +83,9 @@ class Progress:
             if line.started is not None:
                 elapsed = f"{((line.finished or now) - line.started):.1f}s"
             status = line.status + (f" ({len(line.items)} items)" if line.items else "")
-            table.add_row(Text(icon, style=style), line.key, line.agent, Text(status, style=style), elapsed,
-                          line.detail)
+            # everything that came from a workflow or a model is Text, never rich markup
+            table.add_row(Text(icon, style=style), Text(line.key), Text(line.agent), Text(status, style=style),
+                          elapsed, Text(line.detail))
         return table
 
     def handle(self, event: Event) -> None:
@@ -113,7 +118,7 @@ class Progress:
             line.finished = now
         line.detail = self._detail(event)
         if self._live is not None:
-            self._live.update(self.table())
+            self._live.refresh()
         else:
             icon, style = STYLE.get(status, ("?", ""))
             self.console.print(Text.assemble((f"{icon} ", style), (f"{event.task_key or key:<24}", "bold"),

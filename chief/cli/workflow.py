@@ -107,6 +107,16 @@ async def list_(status: str | None, workflow_name: str | None, since: str | None
     return EXIT_OK
 
 
+async def _execution(store, execution_id: str):
+    """The execution with this id (or unique prefix), or ExecutionNotFound."""
+    from ..core.errors import ExecutionNotFound
+
+    record = await store.get_execution(execution_id)
+    if record is None:
+        raise ExecutionNotFound(f"no execution '{execution_id}' (see `chief workflow list`)")
+    return record
+
+
 @workflow.command()
 @click.argument("execution_id")
 @click.option("--json", "as_json", is_flag=True)
@@ -114,10 +124,7 @@ async def list_(status: str | None, workflow_name: str | None, since: str | None
 async def status(execution_id: str, as_json: bool) -> int:
     """An execution's status, its workflow version, and each step with attempts, timings, tokens, errors."""
     async with open_store() as store:
-        record = await store.get_execution(execution_id)
-        if record is None:
-            from ..core.errors import ExecutionNotFound
-            raise ExecutionNotFound(f"no execution '{execution_id}'")
+        record = await _execution(store, execution_id)
         steps = await store.list_steps(record.id)
     latest = {}
     for s in steps:  # the newest attempt of each task
@@ -151,10 +158,7 @@ async def status(execution_id: str, as_json: bool) -> int:
 async def events(execution_id: str, follow: bool) -> int:
     """Print an execution's events (from the database)."""
     async with open_store() as store:
-        record = await store.get_execution(execution_id)
-        if record is None:
-            from ..core.errors import ExecutionNotFound
-            raise ExecutionNotFound(f"no execution '{execution_id}'")
+        record = await _execution(store, execution_id)
         after = 0
         while True:
             rows = await store.list_events(record.id, after_id=after)

@@ -217,8 +217,10 @@ class StepRunner:
                 if recorded is not None:
                     return recorded
                 # The result did not come back within the lease (a worker died, the bus lost the
-                # message): send the task again, with attempt numbers after the ones already used.
+                # message): send the task again, with attempt numbers after the ones already used, one
+                # lane up: a fix outranks new work.
                 attempt += retry.attempts
+                lane = Lane(min(int(lane) + 1, int(Lane.CRITICAL)))
             except asyncio.CancelledError:
                 engine.bus.forget_reply(correlation_id)
                 raise
