@@ -1,6 +1,8 @@
-"""The message bus: `Bus` interface, the in-process `LocalBus` (and `RedisBus` when Redis is configured)."""
+"""The message bus: `Bus` interface, the in-process `LocalBus` and `RedisBus` (Redis Streams)."""
 
-from .base import Bus, Delivery
+from .base import Bus, Delivery, send_lane
+from .keys import Keys
 from .local import LocalBus
+from .redis import RedisBus
 
-__all__ = ["Bus", "Delivery", "LocalBus"]
+__all__ = ["Bus", "Delivery", "Keys", "LocalBus", "RedisBus", "send_lane"]

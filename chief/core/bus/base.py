@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..messages import AgentMessage, Event
+from ..messages import AgentMessage, Event, Lane
 
 
 @dataclass
@@ -23,6 +23,15 @@ class Delivery:
     message: AgentMessage
     token: Any = None  # transport-specific (stream id, ...)
     deliveries: int = 1  # how many times this message has been delivered
+    error: str | None = None  # set when the transport could not read the message (it goes to the dead letters)
+
+
+def send_lane(message: AgentMessage) -> Lane:
+    """The lane a task travels in: its priority, clamped to the four lanes.
+
+    (A re-sent task, a "fix", already comes one lane up from `StepRunner.dispatch`.)
+    """
+    return Lane(max(min(int(message.priority), int(Lane.CRITICAL)), int(Lane.LOW)))
 
 
 @dataclass
@@ -66,6 +75,23 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     async def depth(self, recipients: Collection[str] | None = None) -> int:
         """How many tasks wait (not yet delivered) for these recipients."""
+
+    async def reply_and_ack(self, message: AgentMessage, delivery: Delivery) -> None:
+        """Send a result and acknowledge its task (RedisBus does both in one round trip)."""
+        await self.reply(message)
+        await self.ack(delivery)
+
+    async def holds(self, correlation_id: str) -> bool:
+        """Whether the transport still has this task (waiting, or being run): a result may still come.
+
+        False by default (the in-process bus: the engine's lease alone decides to send again)."""
+        return False
+
+    async def abandon(self, delivery: Delivery) -> None:  # noqa: B027 - optional: LocalBus relies on the lease
+        """Give up a task without a recorded result (the worker failed): let it be delivered again later."""
+
+    async def dead_letter(self, entry: dict[str, Any]) -> None:  # noqa: B027 - optional
+        """Also put a dead letter on the transport's dead-letter stream (the database keeps the record)."""
 
     # -- results ------------------------------------------------------------------------------------
     def expect_reply(self, correlation_id: str) -> asyncio.Future[AgentMessage]:

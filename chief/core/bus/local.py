@@ -9,7 +9,7 @@ import time
 from collections.abc import Collection
 
 from ..messages import AgentMessage, Lane
-from .base import Bus, Delivery
+from .base import Bus, Delivery, send_lane
 
 # A task that has waited this long in its lane is served before newer work of higher lanes, one lane
 # up per period, so a steady stream of CRITICAL work cannot starve LOW work forever.
@@ -33,7 +33,7 @@ class LocalBus(Bus):
         if self._closed:
             raise RuntimeError("bus is closed")
         heap = self._queues.setdefault(message.recipient, [])
-        heapq.heappush(heap, (-int(message.priority), -message.rank, next(self._seq), time.monotonic(), message))
+        heapq.heappush(heap, (-int(send_lane(message)), -message.rank, next(self._seq), time.monotonic(), message))
         async with self._changed:
             self._changed.notify_all()
 
