@@ -7,7 +7,7 @@ import json
 import platform
 from datetime import UTC, datetime
 
-from . import scale
+from . import bus, durable, scale
 
 
 def main() -> None:
@@ -22,6 +22,12 @@ def main() -> None:
     for row in results["scale"]:
         print(f"{row['steps']:>6} {row['parse_validate_ms']:>15.2f} {row['compile_ms']:>9.2f} "
               f"{row['total_ms']:>9.2f} {row['per_step_us']:>8.1f}µs")
+    results["bus"] = bus.run(quick=args.quick)
+    print()
+    bus.report(results["bus"])
+    results["durable"] = durable.run(quick=args.quick)
+    print()
+    durable.report(results["durable"])
     if args.json_path:
         with open(args.json_path, "w") as fh:
             json.dump(results, fh, indent=2)

@@ -289,9 +289,9 @@ def test_plugins_every_hook_registers(fresh_plugins: None, tmp_path: Path) -> No
     with register_temporary(plugin, name="everything") as registry:
         assert registry.provider("fake").default_model == "fake-1"
         assert registry.agent("fake-echo").capabilities == ("fake",)
-        assert [e.name for e in registry.extractors] == ["fake-text"]
+        assert "fake-text" in [e.name for e in registry.extractors]
         assert tmp_path in registry.workflow_dirs
-        assert [p.name for p in registry.planners] == ["fake-planner"]
+        assert "fake-planner" in [p.name for p in registry.planners]
         plugins.notify_event("e1")
         assert plugin.events == ["e1"]
         assert registry.errors == []
@@ -414,7 +414,7 @@ def test_plugins_unknown_capability_did_you_mean(fresh_plugins: None) -> None:
 
 
 def test_plugins_unknown_provider_lists_available(fresh_plugins: None) -> None:
-    with pytest.raises(UnknownProvider, match=r"'ofline'\. Did you mean 'offline'\?.*Available providers: offline"):
+    with pytest.raises(UnknownProvider, match=r"'ofline'\. Did you mean 'offline'\?.*Available providers: .*offline"):
         get_registry().provider("ofline")
 
 
@@ -424,9 +424,9 @@ def test_plugins_unknown_names_mention_broken_plugins(fake_distribution: Path) -
 
 
 def test_plugins_default_provider_from_settings(fresh_plugins: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CHIEF_PROVIDER", "openai")
-    assert get_registry().default_provider_name == "openai"
-    with pytest.raises(UnknownProvider, match="'openai'"):
+    monkeypatch.setenv("CHIEF_PROVIDER", "acme")  # openai is built in now: use a name nobody registers
+    assert get_registry().default_provider_name == "acme"
+    with pytest.raises(UnknownProvider, match="'acme'"):
         get_registry().default_provider()
 
 

@@ -148,3 +148,19 @@ async def test_worker_runs_tasks_concurrently_up_to_its_limit(worker_parts, stor
         assert len(results) == 4
     finally:
         await worker.stop()
+
+
+class BuggyAgent:
+    name, description, capabilities, provider, model = "buggy", "has a bug", ("bug",), None, None
+
+    async def run(self, task, ctx):
+        return {}["missing"]
+
+
+async def test_worker_names_the_plugin_whose_agent_raised(store):
+    with register_temporary(TestPlugin(agents=[BuggyAgent()]), name="acme-agents") as registry:
+        bus = LocalBus()
+        worker = Worker(bus, store, registry)
+        result = await run_one(bus, worker, task_message("buggy", attempts=1))
+    assert result.status == "failed"
+    assert "acme-agents" in result.error and "buggy" in result.error and "KeyError" in result.error

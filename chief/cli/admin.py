@@ -1,11 +1,10 @@
-"""`chief plugins`, `chief agents`, `chief dlq`, `chief db`: looking after an installation."""
+"""`chief plugins`, `chief agents`, `chief dlq`: looking after an installation (`chief db` is in db.py)."""
 
 from __future__ import annotations
 
 import click
 from rich.table import Table
 
-from ..core.config import Settings
 from .common import EXIT_FAILED, EXIT_OK, console, fmt_time, open_store, run_async, to_json
 from .main import cli
 
@@ -109,38 +108,34 @@ async def dlq_drop(dead_letter_id: int) -> int:
     return EXIT_OK if done else EXIT_FAILED
 
 
-@cli.group()
-def db() -> None:
-    """The database schema (Alembic migrations)."""
-
-
-@db.command()
+@dlq.command("retry")
+@click.argument("dead_letter_id", type=int)
 @run_async
-async def upgrade() -> int:
-    """Create or migrate the schema to this version of Chief."""
-    from ..core.store import migrate
+async def dlq_retry(dead_letter_id: int) -> int:
+    """Run a dead-lettered step again: fork its execution from the checkpoint before the step, run it to
+    the end here, and drop the dead letter when it succeeds."""
+    from ..core.errors import ChiefError
+    from .common import open_engine
 
-    url = Settings().resolved_database_url()
-    await migrate.aupgrade(url)
-    console.print(f"database at revision {await migrate.acurrent(url)}")
-    return EXIT_OK
-
-
-@db.command()
-@run_async
-async def current() -> int:
-    """Print the database's schema revision."""
-    from ..core.store import migrate
-
-    url = Settings().resolved_database_url()
-    console.print(f"{await migrate.acurrent(url) or 'empty'} (this Chief needs {migrate.head()})")
-    return EXIT_OK
-
-
-@db.command()
-def history() -> None:
-    """List the schema migrations."""
-    from ..core.store import migrate
-
-    for rev, message in migrate.history():
-        console.print(f"{rev}  {message}", markup=False)
+    async with open_engine() as engine:
+        row = await engine.store.get_dead_letter(dead_letter_id)
+        if row is None:
+            console.print(f"no dead letter {dead_letter_id}")
+            return EXIT_FAILED
+        if not row.execution_id or not row.task_key:
+            raise ChiefError(f"dead letter {dead_letter_id} belongs to no execution (a malformed message): "
+                             f"read it with `chief dlq show {dead_letter_id}`, then `chief dlq drop {dead_letter_id}`")
+        step = row.task_key.split("/")[0].split("[")[0]
+        target = next((c for c in await engine.checkpoints(row.execution_id) if step in c.next), None)
+        if target is None:
+            raise ChiefError(f"no checkpoint of execution {row.execution_id} before step '{step}'; "
+                             f"see `chief workflow checkpoints {row.execution_id}`")
+        new_execution = await engine.restore(row.execution_id, target.id)
+        console.print(f"retrying step {row.task_key} of {row.execution_id} as execution {new_execution}")
+        record = await engine.wait(new_execution, finished=True)
+        if record.status == "succeeded":
+            await engine.store.delete_dead_letter(dead_letter_id)
+            console.print(f"succeeded; dropped dead letter {dead_letter_id}")
+            return EXIT_OK
+        console.print(f"[red]{record.status}[/red]: {record.error or ''}")
+        return EXIT_FAILED

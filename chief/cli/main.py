@@ -37,15 +37,24 @@ def cli(verbose: bool) -> None:
 
 
 @cli.command()
-@click.argument("workflow")
+@click.argument("workflow", required=False)
+@click.option("--resume", "resume_id", metavar="EXECUTION_ID",
+              help="Continue an execution left unfinished (e.g. its process died) from its last checkpoint.")
 @click.option("-i", "--input", "inputs", multiple=True, metavar="KEY=VALUE",
               help="A workflow input; KEY=@FILE reads a file, KEY=@- standard input.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result instead of progress.")
 @click.option("--provider", help="Default AI provider for this run (default: $CHIEF_PROVIDER or offline).")
 @click.option("--model", help="Default model for this run.")
 @run_async
-async def run(workflow: str, inputs: tuple[str, ...], as_json: bool, provider: str | None, model: str | None) -> int:
+async def run(workflow: str | None, inputs: tuple[str, ...], as_json: bool, provider: str | None, model: str | None,
+              resume_id: str | None = None) -> int:
     """Run WORKFLOW (a YAML/JSON file or a built-in name) and show its steps as they happen."""
+    if resume_id:
+        from .db import resume_run
+
+        return await resume_run(resume_id, as_json=as_json, provider=provider, model=model)
+    if not workflow:
+        raise click.UsageError("give a WORKFLOW to run, or --resume EXECUTION_ID")
     spec = resolve_workflow(workflow)
     values = parse_inputs(inputs)
     settings = Settings()
@@ -121,7 +130,7 @@ async def _follow(engine, execution_id: str, queue: asyncio.Queue, progress: Pro
 
 def main() -> None:
     """Console-script entry point."""
-    from . import admin, workflow  # noqa: F401 - registers the command groups
+    from . import admin, chat, db, plugin_new, providers, worker, workflow  # noqa: F401 - registers the command groups
 
     if os.environ.get("CHIEF_TRACE_PLUGINS") == "1":
         logging.getLogger("chief.plugins").setLevel(logging.DEBUG)

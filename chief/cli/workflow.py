@@ -126,13 +126,20 @@ async def status(execution_id: str, as_json: bool) -> int:
     async with open_store() as store:
         record = await _execution(store, execution_id)
         steps = await store.list_steps(record.id)
+    from ..core.accounting import PriceTable, usage_of_steps
+
+    usage = usage_of_steps(steps, PriceTable.from_env())  # every attempt: failed ones were paid for too
     latest = {}
     for s in steps:  # the newest attempt of each task
         latest[s.task_key] = s
     if as_json:
-        print(to_json({"execution": record.__dict__, "steps": [s.__dict__ for s in steps]}))
+        print(to_json({"execution": record.__dict__, "steps": [s.__dict__ for s in steps],
+                       "usage": usage.as_dict()}))
         return EXIT_OK
-    console.print(f"[bold]{record.id}[/bold] {record.workflow_name} v{record.workflow_version} — "
+    # the YAML's `version:` plus the content hash of the exact definition that ran (an edit without a
+    # version bump is still a different definition)
+    definition = f" ({record.workflow_id[:12]})" if record.workflow_id else ""
+    console.print(f"[bold]{record.id}[/bold] {record.workflow_name} v{record.workflow_version}{definition} — "
                   f"[bold]{record.status}[/bold]")
     console.print(f"created {fmt_time(record.created_at)}  started {fmt_time(record.started_at)}  "
                   f"finished {fmt_time(record.finished_at)}")
@@ -148,6 +155,8 @@ async def status(execution_id: str, as_json: bool) -> int:
         table.add_row(s.task_key, s.status, str(s.attempt), s.agent or "", f"{s.provider or ''}/{s.model or ''}".strip("/"),
                       f"{s.duration_ms:.0f}" if s.duration_ms is not None else "", tokens, (s.error or "")[:60])
     console.print(table)
+    if usage.calls:
+        console.print(f"total: {usage.summary()}", markup=False)
     return EXIT_OK
 
 

@@ -25,13 +25,24 @@ Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..
 
 @runtime_checkable
 class Provider(Protocol):
-    """An AI provider: turns chat messages into a completion."""
+    """An AI provider: turns chat messages into a completion.
+
+    Options every provider should accept in `complete(**options)` (and ignore if it cannot use
+    them): `on_token`, a callable (sync or async) given each piece of text as it is generated, so
+    a chat can stream the answer into its step; the full text is still returned in the
+    `Completion`, with token counts from the provider's usage (or estimated, and marked
+    `tokens_estimated=True`). Also common: `temperature`, `max_tokens`. Optional extras that
+    `chief providers` uses when present: `models() -> list[str]`, `status() -> str` (one line,
+    never a key), `configured() -> bool`, and `for_model(model)` for a family of names
+    `<name>:<model>` (e.g. `llm:mistral-7b`).
+    """
 
     name: str
     default_model: str
 
     async def complete(self, messages: Sequence[Message], *, model: str | None = None, **options: Any) -> Completion:
-        """Answer the conversation; raise `ProviderError` on failure (with `retryable` set)."""
+        """Answer the conversation (streaming into `options["on_token"]` if given); raise `ProviderError`
+        on failure (with `retryable` set)."""
         ...
 
 

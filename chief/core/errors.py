@@ -92,3 +92,46 @@ class SchemaBehind(StoreError):
 
 class BusError(ChiefError):
     """The message bus could not carry a message."""
+
+
+class CircuitOpen(ProviderError):
+    """A provider's circuit breaker is open: calls fail fast until a probe succeeds."""
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached for longer than the retry bound (`CHIEF_DB_RETRY_S`); nothing was lost."""
+
+
+class CopyError(StoreError):
+    """`chief db copy` refused or failed; the message says why and what to run."""
+
+
+class FileRefused(ChiefError):
+    """An uploaded file was not accepted (type, size, archive expansion, unreadable); the message says why."""
+
+
+class AuthError(ChiefError):
+    """A chat user could not be created or signed in (e.g. the name is taken)."""
+
+
+class PlanError(ChiefError):
+    """No plan could be made for a chat request (no planner answered, and no fallback workflow)."""
+
+
+class ProviderNotConfigured(ProviderError):
+    """A provider was used without its settings (API key or base URL); the message names the variables to set."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=False)
+
+
+class RateLimited(ProviderError):
+    """The provider answered 429 (or 529 overloaded); `retry_after` is how long it asked us to wait, if it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message, retryable=True)
+
+
+class PriceTableError(ChiefError):
+    """The price table (`CHIEF_PRICES`) could not be read or has a wrong entry."""

@@ -39,6 +39,11 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "chief.plugins.offline",
     "chief.plugins.agents",
     "chief.plugins.workflow_dirs",
+    "chief.plugins.extractors",
+    "chief.plugins.planners",
+    "chief.plugins.openai_compat",
+    "chief.plugins.anthropic",
+    "chief.plugins.llm_bridge",
 )
 ENTRY_POINT_GROUP = "chief"
 BUILT_IN = "built-in"
@@ -281,6 +286,7 @@ class Registry:
         self.planners: list[Planner] = []
         self.errors: list[PluginFailure] = list(pm.failures)
         self._owners: dict[tuple[str, str], str] = {}  # (kind, name) -> plugin name
+        self._members: dict[str, Provider] = {}  # "family:model" providers made on first use
         self._seen_errors: set[tuple[str, str, str]] = set()
         for kind in _KINDS:
             self._collect(kind)
@@ -394,14 +400,34 @@ class Registry:
     def provider(self, name: str | None = None) -> Provider:
         """The provider named `name` (default: `default_provider_name`); `UnknownProvider` if none."""
         name = name or self.default_provider_name
-        try:
-            return self.providers[name]
-        except KeyError:
-            raise UnknownProvider(
-                f"No provider named '{name}'.{_did_you_mean(name, self.providers)} "
-                f"Available providers: {_listing(self.providers)}. Install a provider plugin "
-                f"or set CHIEF_PROVIDER to one of these.{self._failed_hint()}"
-            ) from None
+        found = self.providers.get(name) or self._family_member(name)
+        if found is not None:
+            return found
+        raise UnknownProvider(
+            f"No provider named '{name}'.{_did_you_mean(name, self.providers)} "
+            f"Available providers: {_listing(self.providers)}. Install a provider plugin "
+            f"or set CHIEF_PROVIDER to one of these.{self._failed_hint()}"
+        )
+
+    def _family_member(self, name: str) -> Provider | None:
+        """`family:model` (e.g. `llm:mistral-7b`, `openai:gpt-4o`): the family provider's `for_model(model)`."""
+        family, sep, model = name.partition(":")
+        provider = self.providers.get(family) if sep and model else None
+        for_model = getattr(provider, "for_model", None)
+        if for_model is None:
+            return None
+        member = self._members.get(name)
+        if member is None:
+            member = self._members[name] = for_model(model)
+        return member
+
+    def owner_of(self, kind: str, name: str) -> str | None:
+        """The plugin that registered the `kind` ("agent", "provider", ...) named `name` (`family:model`
+        names belong to their family's plugin); None if nothing by that name is registered."""
+        owner = self._owners.get((kind, name))
+        if owner is None and kind == "provider" and ":" in name:
+            owner = self._owners.get((kind, name.partition(":")[0]))
+        return owner
 
     @property
     def default_provider_name(self) -> str:

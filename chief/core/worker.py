@@ -4,6 +4,10 @@ One delivery, end to end: look in the ledger (a duplicate delivery of a finished
 it, never run again) -> record "running" -> run the agent under the step's timeout -> on a retryable
 error, record "retrying" and back off (tenacity: exponential with jitter) -> record the result (or the
 failure and its dead letter) with its event in one transaction -> reply -> ack.
+
+Around the agent: the result cache (a hit skips the agent; visible as `cached` on the step and its event)
+and the circuit breaker of each provider the agent calls (`CircuitOpen` fails the call fast).
+Concurrency is a limit that `scaling.Autoscaler` may move between a minimum and a maximum.
 """
 
 from __future__ import annotations
@@ -26,15 +30,20 @@ from tenacity import (
 )
 
 from .agents import AgentContext, Completion
+from .breaker import BreakerPolicy, CircuitBreaker
 from .bus import Bus, Delivery
+from .cache import ResultCache, cache_key
+from .config import Settings
 from .errors import ChiefError, ProviderError, StepTimeout, UnknownAgent, UnknownProvider
 from .events import EventSink
 from .messages import AgentMessage, Event, EventType, StepResult, StepTask
+from .routing import ModelChoice, Route, blame, choose_route
 from .store import StepRecord, Store
 
 log = logging.getLogger(__name__)
 
 NOT_RETRYABLE = (UnknownAgent, UnknownProvider)
+MAX_DELIVERIES = 5  # a task taken over this many times (its workers kept dying on it) is dead-lettered
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -58,6 +67,23 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def resilience_for(settings: Settings, bus: Bus) -> tuple[CircuitBreaker, ResultCache | None]:
+    """The breaker and result cache a worker on `bus` uses: in Redis (shared) with RedisBus, else local.
+
+    The cache is on by default only with Redis (TTL `CHIEF_CACHE_TTL_S`, default 3600 s); embedded, it is
+    on only when `CHIEF_CACHE_TTL_S` is set, so that running a workflow twice on one machine calls the
+    model twice unless asked otherwise.
+    """
+    redis = getattr(bus, "redis", None)
+    keys = getattr(bus, "keys", None)
+    policy = BreakerPolicy(window_s=settings.breaker_window_s, threshold=settings.breaker_threshold,
+                           min_calls=settings.breaker_min_calls, open_s=settings.breaker_open_s)
+    breaker = CircuitBreaker(policy, redis=redis, keys=keys)
+    ttl = settings.cache_ttl_s if settings.cache_ttl_s is not None else (3600.0 if redis is not None else 0.0)
+    cache = ResultCache(ttl, redis=redis, keys=keys) if ttl > 0 else None
+    return breaker, cache
+
+
 class Worker:
     """Runs the agents it serves (all by default) for tasks taken off the bus, `concurrency` at a time."""
 
@@ -73,6 +99,8 @@ class Worker:
         default_provider: str | None = None,
         default_model: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        breaker: CircuitBreaker | None = None,
+        cache: ResultCache | None = None,
     ):
         self.bus = bus
         self.store = store
@@ -84,7 +112,11 @@ class Worker:
         self.default_model = default_model
         self.sink = EventSink(store, bus, getattr(registry, "notify_event", None))
         self._sleep = sleep
-        self._slots = asyncio.Semaphore(concurrency)
+        self.breaker = breaker or CircuitBreaker()
+        self.cache = cache
+        self.limit = concurrency  # tasks at once; `set_limit` moves it (auto-scaling)
+        self.active = 0
+        self._room = asyncio.Condition()
         self._inflight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.processed = 0
@@ -107,17 +139,42 @@ class Worker:
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
+    async def set_limit(self, limit: int) -> None:
+        """Run up to `limit` tasks at once from now on (tasks already running finish)."""
+        async with self._room:
+            self.limit = max(int(limit), 1)
+            self._room.notify_all()
+
+    async def _release(self) -> None:
+        async with self._room:
+            self.active -= 1
+            self._room.notify_all()
+
     async def run(self) -> None:
         """Take tasks until cancelled."""
+        failures = 0
+        recipients = self.agents
+        if recipients is None and self.bus.name == "redis" and self.registry is not None:
+            # On a shared bus, "all agents" means the ones installed here: another machine may have more.
+            recipients = set(self.registry.agents)
         while True:
-            await self._slots.acquire()
+            async with self._room:
+                await self._room.wait_for(lambda: self.active < self.limit)
+                self.active += 1
             try:
-                delivery = await self.bus.receive(self.agents, timeout=1.0)
-            except BaseException:
-                self._slots.release()
+                delivery = await self.bus.receive(recipients, timeout=1.0)
+                failures = 0
+            except asyncio.CancelledError:
+                await self._release()
                 raise
+            except Exception as exc:  # the bus is down (Redis restarting): keep trying, never die
+                await self._release()
+                failures += 1
+                log.warning("worker %s cannot take tasks: %s", self.name, describe_error(exc))
+                await asyncio.sleep(min(0.2 * failures, 2.0))
+                continue
             if delivery is None:
-                self._slots.release()
+                await self._release()
                 continue
             task = asyncio.create_task(self._handle_in_slot(delivery))
             self._inflight.add(task)
@@ -126,36 +183,82 @@ class Worker:
     async def _handle_in_slot(self, delivery: Delivery) -> None:
         try:
             await self.handle(delivery)
-        except Exception:  # a bug here must not kill the worker; the lease will re-send the task
+        except Exception:  # a bug here must not kill the worker; the task is delivered again later
             log.exception("worker %s failed to handle %s", self.name, delivery.message.correlation_id)
+            try:
+                await self.bus.abandon(delivery)
+            except Exception:  # noqa: BLE001 - the engine's lease re-sends it anyway
+                log.exception("worker %s: cannot give back %s", self.name, delivery.message.correlation_id)
         finally:
-            self._slots.release()
+            await self._release()
 
     # -- one task -----------------------------------------------------------------------------------
     async def handle(self, delivery: Delivery) -> None:
         """Run one delivered task to its recorded result, reply, and ack."""
         message = delivery.message
         try:
+            if delivery.error:
+                raise ValueError(delivery.error)
             task = StepTask.model_validate(message.payload)
         except Exception as exc:
-            await self.sink.emit(dead_letter={
+            dead_letter = {
                 "execution_id": message.payload.get("execution_id"), "task_key": message.payload.get("task_key"),
                 "recipient": message.recipient, "message": message.model_dump(mode="json"),
-                "reason": f"malformed task: {describe_error(exc)}", "attempts": 0,
-            })
+                "reason": delivery.error or f"malformed task: {describe_error(exc)}", "attempts": 0,
+            }
+            await self.sink.emit(dead_letter=dead_letter)
+            await self.bus.dead_letter(dead_letter)
             await self.bus.ack(delivery)
             return
 
         recorded = await self.store.final_step(task.execution_id, task.task_key)
         if recorded is not None:  # a duplicate delivery: answer from the ledger, run nothing
-            await self._reply(message, _result_from_record(recorded))
-            await self.bus.ack(delivery)
+            await self._reply(message, _result_from_record(recorded), delivery)
             return
 
-        result = await self._run_with_retries(task, message)
-        await self._reply(message, result)
-        await self.bus.ack(delivery)
+        if delivery.deliveries > MAX_DELIVERIES:  # a poison task: do not let it kill one more worker
+            error = ChiefError(f"delivered {delivery.deliveries} times without a result: the workers that took "
+                               "it stopped while running it (crashed?)")
+            result = await self._fail(task, message, message.attempt, error, time.perf_counter(), None)
+            await self._reply(message, result, delivery)
+            return
+        result = await self._from_cache(task, message)
+        if result is None:
+            result = await self._run_with_retries(task, message)
+        await self._reply(message, result, delivery)
         self.processed += 1
+
+    def _route_of(self, task: StepTask) -> Route:
+        """Where a step's completions go: step > agent > global default > provider default (`choose_route`)."""
+        return choose_route(self.registry, task, self.registry.agent(task.agent),
+                            default=ModelChoice(self.default_provider, self.default_model))
+
+    def _route(self, task: StepTask) -> tuple[str, str | None]:
+        """The provider name and model a step's completions go to (the cache key uses them)."""
+        route = self._route_of(task)
+        return route.provider_name, route.model
+
+    def _cache_digest(self, task: StepTask) -> str | None:
+        if self.cache is None or not task.cache:
+            return None
+        try:
+            provider, model = self._route(task)
+        except ChiefError:
+            return None  # the run itself reports the unknown agent / provider
+        return cache_key(task.agent, provider, model, task.prompt)
+
+    async def _from_cache(self, task: StepTask, message: AgentMessage) -> StepResult | None:
+        """A cached result recorded as this step's (no agent call), or None on a miss."""
+        digest = self._cache_digest(task)
+        hit = await self.cache.get(digest) if digest and self.cache else None
+        if hit is None:
+            return None
+        result = StepResult(status="succeeded", output=hit.get("output"), attempts=message.attempt,
+                            agent=task.agent, provider=hit.get("provider"), model=hit.get("model"),
+                            tokens_in=hit.get("tokens_in"), tokens_out=hit.get("tokens_out"), cached=True,
+                            duration_ms=0.0)
+        await self._record_final(task, message, message.attempt, result, EventType.STEP_SUCCEEDED)
+        return result
 
     async def _run_with_retries(self, task: StepTask, message: AgentMessage) -> StepResult:
         first_attempt = message.attempt
@@ -208,17 +311,26 @@ class Worker:
                 return await agent.run(task, ctx)
         except TimeoutError as exc:
             raise StepTimeout(f"step '{task.step_key}' timed out after {task.timeout_s:g} s") from exc
+        except Exception as exc:  # a plugin's bug fails its step with the plugin's name, never the app
+            raise blame(self.registry, "agent", task.agent, exc)  # noqa: B904 - blame sets the cause
 
     def _completer(self, task: StepTask, ctx: AgentContext) -> Callable[..., Awaitable[Completion]]:
-        """Route a completion: step's provider, else the agent's, else the worker's, else the global default."""
+        """Route each completion (`_route_of`), behind the provider's circuit breaker."""
 
         async def complete(messages: Any, **options: Any) -> Completion:
-            agent = self.registry.agent(task.agent)
-            name = task.provider or getattr(agent, "provider", None) or self.default_provider or self.registry.default_provider_name
-            provider = self.registry.provider(name)
-            model = task.model or getattr(agent, "model", None) or self.default_model or provider.default_model
+            route = self._route_of(task)
+            name = route.provider_name
             ctx.provider_name = name
-            return await provider.complete(messages, model=model, **options)
+            await self.breaker.before_call(name)
+            try:
+                completion = await route.provider.complete(messages, model=route.model, **options)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self.breaker.record(name, False)
+                raise blame(self.registry, "provider", name, exc)  # noqa: B904 - blame sets the cause
+            await self.breaker.record(name, True)
+            return completion
 
         return complete
 
@@ -243,6 +355,10 @@ class Worker:
         result = StepResult(status="succeeded", output=output, attempts=attempt_no, agent=task.agent,
                             duration_ms=(time.perf_counter() - started) * 1000, **usage)
         await self._record_final(task, message, attempt_no, result, EventType.STEP_SUCCEEDED)
+        digest = self._cache_digest(task)
+        if digest and self.cache is not None:
+            await self.cache.set(digest, {"output": output, "provider": result.provider, "model": result.model,
+                                          "tokens_in": result.tokens_in, "tokens_out": result.tokens_out})
         return result
 
     async def _fail(self, task: StepTask, message: AgentMessage, attempt_no: int, exc: BaseException,
@@ -255,13 +371,17 @@ class Worker:
             "message": message.model_dump(mode="json"), "reason": error, "attempts": attempt_no,
         }
         await self._record_final(task, message, attempt_no, result, EventType.STEP_FAILED, dead_letter=dead_letter)
+        await self.bus.dead_letter(dead_letter)
         return result
 
     async def _record_final(self, task: StepTask, message: AgentMessage, attempt_no: int, result: StepResult,
                             event_type: EventType, dead_letter: dict[str, Any] | None = None) -> None:
         data: dict[str, Any] = {"agent": task.agent, "attempt": attempt_no, "provider": result.provider,
                                 "model": result.model, "duration_ms": round(result.duration_ms or 0, 3),
-                                "tokens_in": result.tokens_in, "tokens_out": result.tokens_out}
+                                "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
+                                "worker": self.name}
+        if result.cached:
+            data["cached"] = True
         if result.status == "succeeded":
             data["output"] = result.output
         else:
@@ -282,16 +402,17 @@ class Worker:
                               provider=result.provider, model=result.model, result=result.output,
                               error=result.error, tokens_in=result.tokens_in, tokens_out=result.tokens_out,
                               tokens_estimated=result.tokens_estimated, finished_at=_now(),
-                              duration_ms=result.duration_ms)],
+                              duration_ms=result.duration_ms, cached=result.cached)],
             messages=[reply],
             dead_letter=dead_letter,
         )
 
-    async def _reply(self, message: AgentMessage, result: StepResult) -> None:
-        await self.bus.reply(AgentMessage(sender=message.recipient, recipient=message.sender, type="result",
+    async def _reply(self, message: AgentMessage, result: StepResult, delivery: Delivery) -> None:
+        """Send the result to the orchestrator and ack the task (the result is recorded already)."""
+        await self.bus.reply_and_ack(AgentMessage(sender=message.recipient, recipient=message.sender, type="result",
                                           payload=result.model_dump(mode="json"),
                                           correlation_id=message.correlation_id, priority=message.priority,
-                                          attempt=result.attempts))
+                                          attempt=result.attempts), delivery)
 
 
 def _usage(ctx: AgentContext | None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import ChiefError
+from ..store.retry import retry_bound_s, with_retries
 
 
 @dataclass
@@ -45,14 +46,50 @@ async def open_checkpointer(url: str, stack: AsyncExitStack) -> Any:
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ChiefError("PostgreSQL support is not installed: pip install 'chief[postgres]'") from exc
         conninfo = "postgresql://" + url.split("://", 1)[1]
-        pool = AsyncConnectionPool(conninfo, min_size=1, max_size=10, open=False,
+        # A checkout waits at most this long (psycopg's default is 30 s): while the database is down the
+        # retry bound, not the pool, decides how long a checkpoint write keeps trying.
+        checkout_s = max(0.5, min(5.0, retry_bound_s()))
+        pool = AsyncConnectionPool(conninfo, min_size=1, max_size=10, open=False, timeout=checkout_s,
                                    kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})
         await pool.open()
         stack.push_async_callback(pool.close)
-        saver = AsyncPostgresSaver(pool)
-        await saver.setup()
+        saver = _retrying_saver_class(AsyncPostgresSaver)(pool)
+        await with_retries("setting up the checkpoint tables", saver.setup)
         return saver
     raise ChiefError(f"no checkpointer for database URL scheme '{url.split(':', 1)[0]}'")
+
+
+_RETRYING: dict[type, type] = {}
+
+
+def _retrying_saver_class(base: type) -> type:
+    """`base` (AsyncPostgresSaver) whose reads and writes ride out lost connections (see `store.retry`).
+
+    The pool drops a broken connection when it is given back, so the next attempt gets a live one.
+    `alist` is left as it is: a generator cannot be replayed half-way; it serves history listings only.
+    """
+    if base in _RETRYING:
+        return _RETRYING[base]
+
+    class RetryingSaver(base):  # type: ignore[valid-type, misc]
+        async def aget_tuple(self, config: Any) -> Any:
+            return await with_retries("reading a checkpoint", lambda: super(RetryingSaver, self).aget_tuple(config))
+
+        async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+            return await with_retries("writing a checkpoint", lambda: super(RetryingSaver, self).aput(
+                config, checkpoint, metadata, new_versions))
+
+        async def aput_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+            return await with_retries("writing a step's checkpoint writes", lambda: super(
+                RetryingSaver, self).aput_writes(config, writes, task_id, task_path))
+
+        async def adelete_thread(self, thread_id: str) -> None:
+            return await with_retries("deleting checkpoints", lambda: super(RetryingSaver, self).adelete_thread(
+                thread_id))
+
+    RetryingSaver.__name__ = RetryingSaver.__qualname__ = f"Retrying{base.__name__}"
+    _RETRYING[base] = RetryingSaver
+    return RetryingSaver
 
 
 async def fork_checkpoint(saver: Any, source_thread: str, checkpoint_id: str, target_thread: str) -> dict[str, Any]:

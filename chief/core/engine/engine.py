@@ -23,7 +23,14 @@ from langgraph.types import Command
 
 from ..bus import Bus, LocalBus
 from ..config import Settings
-from ..errors import ChiefError, ExecutionNotFound, InvalidTransition, TemplateError, WorkflowNotFound
+from ..errors import (
+    ChiefError,
+    ExecutionNotFound,
+    InvalidTransition,
+    StoreUnavailable,
+    TemplateError,
+    WorkflowNotFound,
+)
 from ..events import EventSink
 from ..messages import Event, EventType, Lane, StepTask, new_id
 from ..store import FINISHED_EXECUTION_STATUSES, ExecutionRecord, Store
@@ -79,7 +86,7 @@ class Engine:
                    concurrency: int = 8, bus: Bus | None = None) -> Engine:
         """Open the store, bus and checkpointer of `settings`; start `workers` embedded workers."""
         from ..plugins import get_registry
-        from ..worker import Worker
+        from ..worker import Worker, resilience_for
 
         settings = settings or Settings()
         stack = AsyncExitStack()
@@ -88,6 +95,15 @@ class Engine:
             store = await Store.open(url)
             stack.push_async_callback(store.close)
             registry = registry if registry is not None else get_registry()
+            if bus is None and settings.redis_url:
+                # Redis: steps go to whichever workers are up. An embedded worker runs here too unless
+                # CHIEF_EMBEDDED_WORKERS=0, so a newcomer who forgot `chief worker` is never left hanging.
+                from ..bus.redis import RedisBus
+
+                bus = RedisBus(settings.redis_url, prefix=settings.redis_prefix, claim_idle_s=settings.claim_s)
+                if workers == 1:
+                    workers = settings.embedded_workers
+                bus.warn_unserved = not workers
             if bus is None:
                 bus = LocalBus()
             await bus.start()
@@ -95,9 +111,11 @@ class Engine:
             checkpointer = await open_checkpointer(store.url, stack)
             engine = cls(store, bus, registry, checkpointer, settings)
             engine._stack = stack
+            breaker, cache = resilience_for(settings, bus)
             for _ in range(workers or 0):
                 worker = Worker(bus, store, registry, concurrency=concurrency,
-                                default_provider=settings.provider, default_model=settings.model)
+                                default_provider=settings.provider, default_model=settings.model,
+                                breaker=breaker, cache=cache)
                 worker.start()
                 engine.workers.append(worker)
             return engine
@@ -271,6 +289,9 @@ class Engine:
             await self._settle(run, "failed", EventType.EXECUTION_FAILED, {"error": str(exc), "step": exc.key},
                                error=str(exc), finished=True)
             return
+        except StoreUnavailable as exc:
+            await self._stop_unreachable(run, exc)
+            return
         except Exception as exc:  # noqa: BLE001 - any other failure fails the execution with its message
             log.exception("execution %s failed", execution_id)
             message = str(exc) if isinstance(exc, ChiefError) else f"{type(exc).__name__}: {exc}"
@@ -294,6 +315,15 @@ class Engine:
             return
         await self._settle(run, "succeeded", EventType.EXECUTION_SUCCEEDED, {"output": output}, output=output,
                            finished=True)
+
+    async def _stop_unreachable(self, run: _Run, exc: StoreUnavailable) -> None:
+        """The database stayed down past the retry bound: pause with the error, or (if even that cannot be
+        written) stop driving and let the lease lapse, so `chief recover` continues it later."""
+        log.error("execution %s stopped: %s", run.execution_id, exc)
+        try:
+            await self._settle(run, "paused", EventType.EXECUTION_PAUSED, {"reason": str(exc)}, error=str(exc))
+        except Exception:  # noqa: BLE001 - the database is still down; the lease lapses, recovery continues it
+            self._runs.pop(run.execution_id, None)
 
     async def _settle(self, run: _Run, status: str, event: EventType, data: dict[str, Any], *,
                       error: str | None = None, output: Any = None, finished: bool = False,
@@ -455,6 +485,18 @@ class Engine:
         elif control.startswith(("approve:", "reject:")):
             verb, step = control.split(":", 1)
             await self.approve(execution_id, step, verb == "approve", by="remote")
+
+    # -- recovery -----------------------------------------------------------------------------------
+    async def recover(self, execution_ids: list[str] | None = None) -> list[Any]:
+        """Continue unfinished executions (all, or the named ones) that no live process drives.
+
+        Each continues from its last checkpoint; finished steps come from the ledger, never run again.
+        Returns a `recovery.Recovery` per execution looked at. Used by `chief recover`, `chief run
+        --resume` and the chat at start-up.
+        """
+        from .recovery import recover
+
+        return await recover(self, execution_ids)
 
     # -- checkpoints --------------------------------------------------------------------------------
     async def checkpoints(self, execution_id: str) -> list[CheckpointInfo]:

@@ -209,7 +209,7 @@ class StepRunner:
             )
             await engine.bus.send(message)
             try:
-                answer = await asyncio.wait_for(reply, lease)
+                answer = await self._await_reply(reply, correlation_id, lease)
                 return StepResult.model_validate(answer.payload)
             except TimeoutError:
                 engine.bus.forget_reply(correlation_id)
@@ -224,6 +224,16 @@ class StepRunner:
             except asyncio.CancelledError:
                 engine.bus.forget_reply(correlation_id)
                 raise
+
+    async def _await_reply(self, reply: asyncio.Future[AgentMessage], correlation_id: str, lease: float) -> AgentMessage:
+        """The result; past the lease, keep waiting while the bus still holds the task (queued, or run by a
+        live worker: a long step is not sent twice). TimeoutError when the bus lost it."""
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(reply), lease)
+            except TimeoutError:
+                if not await self.engine.bus.holds(correlation_id):
+                    raise
 
     # -- sub-workflows ------------------------------------------------------------------------------
     async def _run_subworkflow(self, step: StepSpec, state: RunState, config: Any, task_key: str) -> dict[str, Any]:

@@ -126,6 +126,9 @@ def _ping(dbapi_connection: Any) -> Any:
         return cursor.fetchone()
     finally:
         cursor.close()
+        # The ping opened a transaction (the driver is not in autocommit); end it, or the next user of
+        # this connection cannot switch it to autocommit ("connection in transaction status INTRANS").
+        dbapi_connection.rollback()
 
 
 def make_postgres_engine(url: str) -> AsyncEngine:

@@ -216,3 +216,101 @@ step_executions = StepExecution.__table__
 events = EventRow.__table__
 agent_messages = AgentMessageRow.__table__
 dead_letters = DeadLetter.__table__
+
+
+# -- chat (issue 3): the history Chainlit shows, kept by our data layer (chief/core/store/chat.py) ----------
+
+
+class User(Base):
+    """A chat user (password auth); `password_hash` is a salted scrypt hash, never the password."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(), primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String())
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", json_type())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+
+
+class Thread(Base):
+    """A conversation; `user_id` None only when auth is off (single-user local setup)."""
+
+    __tablename__ = "threads"
+
+    id: Mapped[str] = mapped_column(String(), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(), index=True)
+    name: Mapped[str | None] = mapped_column(String())
+    tags: Mapped[list[str]] = mapped_column(json_type())
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", json_type())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True, default=now_utc)
+
+
+class ChatStep(Base):
+    """A chat message or step as Chainlit sends it (`data` is its whole StepDict, so history shows it as it was)."""
+
+    __tablename__ = "chat_steps"
+
+    id: Mapped[str] = mapped_column(String(), primary_key=True)
+    thread_id: Mapped[str] = mapped_column(String(), index=True)
+    parent_id: Mapped[str | None] = mapped_column(String())
+    type: Mapped[str] = mapped_column(String())
+    name: Mapped[str | None] = mapped_column(String())
+    data: Mapped[dict[str, Any]] = mapped_column(json_type())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    # Order of first write: Chainlit's createdAt strings can tie within a millisecond.
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChatElement(Base):
+    """An element (file, image, custom) attached to a chat step; content lives in our file store."""
+
+    __tablename__ = "chat_elements"
+
+    id: Mapped[str] = mapped_column(String(), primary_key=True)
+    thread_id: Mapped[str | None] = mapped_column(String(), index=True)
+    for_id: Mapped[str | None] = mapped_column(String())
+    file_id: Mapped[str | None] = mapped_column(String())
+    data: Mapped[dict[str, Any]] = mapped_column(json_type())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+
+
+class ChatFeedback(Base):
+    """A thumbs up/down on a chat step."""
+
+    __tablename__ = "chat_feedback"
+
+    id: Mapped[str] = mapped_column(String(), primary_key=True)
+    for_id: Mapped[str] = mapped_column(String(), index=True)
+    thread_id: Mapped[str | None] = mapped_column(String())
+    value: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+
+
+class FileRow(Base):
+    """An uploaded file: metadata and extracted text; the bytes are in the file store under `storage_key`."""
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(), index=True)
+    thread_id: Mapped[str | None] = mapped_column(String(), index=True)
+    name: Mapped[str] = mapped_column(String())
+    mime: Mapped[str] = mapped_column(String())
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String())
+    storage_key: Mapped[str] = mapped_column(String())
+    status: Mapped[str] = mapped_column(String())  # stored | extracted | refused
+    text: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+
+
+users = User.__table__
+threads = Thread.__table__
+chat_steps = ChatStep.__table__
+chat_elements = ChatElement.__table__
+chat_feedback = ChatFeedback.__table__
+files = FileRow.__table__

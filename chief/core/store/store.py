@@ -26,6 +26,7 @@ from . import migrate as _migrate
 from .engine import make_postgres_engine, make_sqlite_engine
 from .models import dead_letters, events, executions, now_utc, step_executions, workflows
 from .records import DeadLetterRecord, EventRecord, ExecutionRecord, StepRecord, WorkflowRecord
+from .retry import retry_bound_s, with_retries
 from .rows import (
     EXECUTION_CONTROLS,
     Statements,
@@ -46,6 +47,11 @@ T = TypeVar("T")
 MIN_PREFIX = 6  # shortest id prefix `get_execution` accepts
 
 
+def _detail(exc: BaseException) -> str:
+    """The driver's own message (not SQLAlchemy's, which carries the statement and its parameters)."""
+    return mask_password(" ".join(str(getattr(exc, "orig", None) or exc).split())[:300])
+
+
 class Store:
     """Async access to Chief's database (SQLAlchemy 2 Core; psycopg 3 on PostgreSQL, pysqlite on SQLite)."""
 
@@ -61,6 +67,7 @@ class Store:
         self._reader: AsyncEngine | None = None
         self._sync_engine: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self.retry_s: float = retry_bound_s()  # how long a call rides out a lost database (PostgreSQL)
         try:
             if self.dialect == "sqlite":
                 self._sync_engine = make_sqlite_engine(self.url)
@@ -78,11 +85,13 @@ class Store:
     async def open(cls, url: str, *, migrate: bool | None = None) -> Store:
         """Connect. `migrate=None`: upgrade automatically on SQLite, refuse (SchemaBehind) elsewhere if behind."""
         store = cls(url)
+        retry_s, store.retry_s = store.retry_s, 0.0  # a wrong URL or a server that is down fails at once
         try:
             await store._check_schema(store.dialect == "sqlite" if migrate is None else migrate)
         except BaseException:
             await store.close()
             raise
+        store.retry_s = retry_s
         return store
 
     async def _check_schema(self, migrate: bool) -> None:
@@ -136,21 +145,30 @@ class Store:
         return StoreError(mask_password(f"{what} failed on {self.display_url}: {text}"))
 
     async def _call(self, what: str, fn: Callable[[Connection], T], *, write: bool) -> T:
-        """Run `fn` on a connection, in one transaction if `write`; any failure becomes a StoreError."""
+        """Run `fn` on a connection, in one transaction if `write`; any failure becomes a StoreError.
+
+        On PostgreSQL a lost connection (server restarted, backend terminated) is retried with backoff
+        for `CHIEF_DB_RETRY_S`, then raises `StoreUnavailable`. A write whose COMMIT was cut off may
+        have landed: the ledger's upserts make that harmless; an event may then be stored twice.
+        """
         try:
             if self._thread is not None:
                 return await asyncio.get_running_loop().run_in_executor(self._thread, self._in_thread, fn, write)
-            if self._engine is None or self._reader is None:
-                raise StoreError(f"the store for {self.display_url} is closed")
-            if write:
-                async with self._engine.begin() as conn:
-                    return await conn.run_sync(fn)
-            async with self._reader.connect() as conn:
-                return await conn.run_sync(fn)
+            return await with_retries(f"{what} on {self.display_url}", lambda: self._run_pg(fn, write),
+                                      bound_s=self.retry_s, describe=_detail)
         except ChiefError:
             raise
         except Exception as exc:
             raise self._failure(what, exc) from exc
+
+    async def _run_pg(self, fn: Callable[[Connection], T], write: bool) -> T:
+        if self._engine is None or self._reader is None:
+            raise StoreError(f"the store for {self.display_url} is closed")
+        if write:
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(fn)
+        async with self._reader.connect() as conn:
+            return await conn.run_sync(fn)
 
     def _in_thread(self, fn: Callable[[Connection], T], write: bool) -> T:
         assert self._sync_engine is not None
@@ -343,6 +361,23 @@ class Store:
             return False
 
         return await self._call(f"taking the lease of execution {execution_id!r}", run, write=True)
+
+    async def take_over_lease(self, execution_id: str, dead_owner: str, owner: str, ttl_s: float) -> bool:
+        """Take the lease from `dead_owner` (known to be gone) even before it expires; False if it moved on.
+
+        A compare-and-set on the owner column: of two processes taking over at once, one wins.
+        """
+        t = executions
+
+        def run(conn: Connection) -> bool:
+            stmt = (
+                update(t)
+                .where(t.c.id == execution_id, t.c.owner == dead_owner)
+                .values(owner=owner, lease_until=now_utc() + timedelta(seconds=ttl_s))
+            )
+            return conn.execute(stmt).rowcount == 1
+
+        return await self._call(f"taking over the lease of execution {execution_id!r}", run, write=True)
 
     async def release_lease(self, execution_id: str, owner: str) -> None:
         """Give up the lease if `owner` holds it (no-op otherwise)."""
