@@ -17,7 +17,6 @@ honouring `retry-after`.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ from chief.core.errors import ProviderError, ProviderNotConfigured
 from chief.core.hookspecs import hookimpl
 
 from .http_api import HttpApi, emit_token, public_url
+from .http_provider import HttpProvider
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -35,49 +35,14 @@ DEFAULT_MAX_TOKENS = 4096
 PASSED_OPTIONS = ("temperature", "top_p", "top_k", "stop_sequences", "metadata")
 
 
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ProviderNotConfigured(f"{name} must be a number, got {raw!r}") from None
-
-
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     """Claude models over Anthropic's Messages API."""
 
     name = "anthropic"
-
-    def __init__(self, *, name: str = "anthropic", api_key: str | None = None, base_url: str | None = None,
-                 default_model: str | None = None, timeout_s: float | None = None,
-                 max_attempts: int | None = None, backoff_s: float = 0.5, max_wait_s: float = 60.0,
-                 sleep: Any = None) -> None:
-        self.name = name
-        self._api_key = api_key
-        self._base_url = base_url
-        self._default_model = default_model
-        self._timeout_s = timeout_s
-        self._max_attempts = max_attempts
-        self._backoff_s = backoff_s
-        self._max_wait_s = max_wait_s
-        self._sleep = sleep
-
-    def __repr__(self) -> str:  # never the key
-        return f"AnthropicProvider(name={self.name!r}, base_url={public_url(self.base_url)!r})"
-
-    @property
-    def api_key(self) -> str | None:
-        return self._api_key or os.environ.get("ANTHROPIC_API_KEY") or None
-
-    @property
-    def base_url(self) -> str:
-        return self._base_url or os.environ.get("CHIEF_ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
-
-    @property
-    def default_model(self) -> str:
-        return self._default_model or os.environ.get("CHIEF_ANTHROPIC_MODEL") or DEFAULT_MODEL
+    KEY_ENV = "ANTHROPIC_API_KEY"
+    ENV_PREFIX = "CHIEF_ANTHROPIC"
+    DEFAULT_BASE_URL = DEFAULT_BASE_URL
+    DEFAULT_MODEL = DEFAULT_MODEL
 
     def configured(self) -> bool:
         """True when a key is set (Anthropic's API always wants one)."""
@@ -89,33 +54,14 @@ class AnthropicProvider:
             return "not configured: set ANTHROPIC_API_KEY"
         return f"{public_url(self.base_url)} (key set)"
 
-    def models(self) -> list[str]:
-        """The models known without asking the server: the default one."""
-        return [self.default_model]
-
-    def for_model(self, model: str) -> AnthropicProvider:
-        """This provider with `model` as its default (what `anthropic:<model>` names)."""
-        return AnthropicProvider(name=f"{self.name}:{model}", api_key=self._api_key, base_url=self._base_url,
-                                 default_model=model, timeout_s=self._timeout_s, max_attempts=self._max_attempts,
-                                 backoff_s=self._backoff_s, max_wait_s=self._max_wait_s, sleep=self._sleep)
-
     def api(self) -> HttpApi:
         """The HTTP settings of one call; `ProviderNotConfigured` without a key."""
         key = self.api_key
         if not key:
             raise ProviderNotConfigured(f"{self.name}: not configured: set ANTHROPIC_API_KEY "
                                         "(and CHIEF_ANTHROPIC_BASE_URL for a proxy)")
-        extra: dict[str, Any] = {} if self._sleep is None else {"sleep": self._sleep}
-        return HttpApi(
-            label=self.name, base_url=self.base_url,
-            headers={"x-api-key": key, "anthropic-version": API_VERSION, "content-type": "application/json"},
-            key_hint="ANTHROPIC_API_KEY",
-            timeout_s=self._timeout_s if self._timeout_s is not None
-            else _env_number("CHIEF_ANTHROPIC_TIMEOUT_S", 60.0),
-            max_attempts=self._max_attempts if self._max_attempts is not None
-            else int(_env_number("CHIEF_ANTHROPIC_MAX_ATTEMPTS", 3)),
-            backoff_s=self._backoff_s, max_wait_s=self._max_wait_s, secret=key, **extra,
-        )
+        return self.http(headers={"x-api-key": key, "anthropic-version": API_VERSION,
+                                  "content-type": "application/json"}, key_hint="ANTHROPIC_API_KEY")
 
     async def complete(self, messages: Sequence[Message], *, model: str | None = None, **options: Any) -> Completion:
         """Answer `messages`; stream into `options["on_token"]` when it is given."""

@@ -30,6 +30,7 @@ from chief.core.errors import ProviderError, ProviderNotConfigured
 from chief.core.hookspecs import hookimpl
 
 from .http_api import HttpApi, emit_token, public_url
+from .http_provider import HttpProvider
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -38,51 +39,18 @@ PASSED_OPTIONS = ("temperature", "top_p", "max_tokens", "max_completion_tokens",
                   "presence_penalty", "frequency_penalty", "response_format", "user")
 
 
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ProviderNotConfigured(f"{name} must be a number, got {raw!r}") from None
-
-
-class OpenAICompatProvider:
+class OpenAICompatProvider(HttpProvider):
     """Chat completions over HTTP against OpenAI or any OpenAI-compatible server."""
 
     name = "openai"
+    KEY_ENV = "OPENAI_API_KEY"
+    ENV_PREFIX = "CHIEF_OPENAI"
+    DEFAULT_BASE_URL = DEFAULT_BASE_URL
+    DEFAULT_MODEL = DEFAULT_MODEL
 
-    def __init__(self, *, name: str = "openai", api_key: str | None = None, base_url: str | None = None,
-                 default_model: str | None = None, api_version: str | None = None,
-                 timeout_s: float | None = None, max_attempts: int | None = None, backoff_s: float = 0.5,
-                 max_wait_s: float = 60.0, sleep: Any = None) -> None:
-        self.name = name
-        self._api_key = api_key
-        self._base_url = base_url
-        self._default_model = default_model
+    def __init__(self, *, api_version: str | None = None, **settings: Any) -> None:
+        super().__init__(**settings)
         self._api_version = api_version
-        self._timeout_s = timeout_s
-        self._max_attempts = max_attempts
-        self._backoff_s = backoff_s
-        self._max_wait_s = max_wait_s
-        self._sleep = sleep
-
-    def __repr__(self) -> str:  # never the key
-        return f"OpenAICompatProvider(name={self.name!r}, base_url={public_url(self.base_url)!r})"
-
-    # -- settings (read late, so the environment of the moment counts) -------------------------------
-    @property
-    def api_key(self) -> str | None:
-        return self._api_key or os.environ.get("OPENAI_API_KEY") or None
-
-    @property
-    def base_url(self) -> str:
-        return self._base_url or os.environ.get("CHIEF_OPENAI_BASE_URL") or DEFAULT_BASE_URL
-
-    @property
-    def default_model(self) -> str:
-        return self._default_model or os.environ.get("CHIEF_OPENAI_MODEL") or DEFAULT_MODEL
 
     @property
     def api_version(self) -> str | None:
@@ -100,17 +68,6 @@ class OpenAICompatProvider:
         azure = f", api-version {self.api_version}" if self.api_version else ""
         return f"{public_url(self.base_url)} ({key}{azure})"
 
-    def models(self) -> list[str]:
-        """The models known without asking the server: the default one."""
-        return [self.default_model]
-
-    def for_model(self, model: str) -> OpenAICompatProvider:
-        """This provider with `model` as its default (what `openai:<model>` names)."""
-        return OpenAICompatProvider(name=f"{self.name}:{model}", api_key=self._api_key, base_url=self._base_url,
-                                    default_model=model, api_version=self._api_version, timeout_s=self._timeout_s,
-                                    max_attempts=self._max_attempts, backoff_s=self._backoff_s,
-                                    max_wait_s=self._max_wait_s, sleep=self._sleep)
-
     def api(self) -> HttpApi:
         """The HTTP settings of one call; `ProviderNotConfigured` when nothing says where to go."""
         if not self.configured():
@@ -122,16 +79,9 @@ class OpenAICompatProvider:
         headers = {"content-type": "application/json", "accept": "application/json"}
         if key:
             headers["api-key" if self.api_version else "authorization"] = key if self.api_version else f"Bearer {key}"
-        extra: dict[str, Any] = {} if self._sleep is None else {"sleep": self._sleep}
-        return HttpApi(
-            label=self.name, base_url=self.base_url, headers=headers,
-            key_hint="OPENAI_API_KEY" if key else "OPENAI_API_KEY (none is set; the server wants one)",
-            timeout_s=self._timeout_s if self._timeout_s is not None else _env_number("CHIEF_OPENAI_TIMEOUT_S", 60.0),
-            max_attempts=self._max_attempts if self._max_attempts is not None
-            else int(_env_number("CHIEF_OPENAI_MAX_ATTEMPTS", 3)),
-            backoff_s=self._backoff_s, max_wait_s=self._max_wait_s, secret=key,
-            params={"api-version": self.api_version} if self.api_version else None, **extra,
-        )
+        return self.http(headers=headers,
+                         key_hint="OPENAI_API_KEY" if key else "OPENAI_API_KEY (none is set; the server wants one)",
+                         params={"api-version": self.api_version} if self.api_version else None)
 
     # -- the call -------------------------------------------------------------------------------------
     async def complete(self, messages: Sequence[Message], *, model: str | None = None, **options: Any) -> Completion:
