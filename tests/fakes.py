@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from chief.core.agents import AgentContext, Completion
 from chief.core.errors import ProviderError
 from chief.core.hookspecs import hookimpl
@@ -100,3 +102,16 @@ class TestPlugin:
     def register_providers(self, register):
         for provider in self.providers:
             register(provider)
+
+
+@pytest.fixture
+def fresh_plugins(monkeypatch: pytest.MonkeyPatch):
+    """Only built-in plugins (no third-party entry points), with the plugin manager reset before and after."""
+    from chief.core import plugins
+
+    monkeypatch.setenv("CHIEF_LOAD_PLUGINS", "")
+    plugins.reset_plugin_manager()
+    try:
+        yield
+    finally:
+        plugins.reset_plugin_manager()

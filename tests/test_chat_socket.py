@@ -13,22 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import ChatClient, ChatServer, start_server
+from tests.e2e.server import APPROVAL_FLOW, ChatClient, ChatServer, start_server
 
 DIFF = (b"diff --git a/app.py b/app.py\n--- a/app.py\n+++ b/app.py\n@@ -1,2 +1,3 @@\n import os\n"
         b"+os.system(input())\n")
-APPROVAL_FLOW = b"""name: approve-demo
-description: a draft a person approves before it is final
-steps:
-  - key: draft
-    agent: assistant
-    prompt: "Draft a short note"
-  - key: publish
-    agent: assistant
-    approval: true
-    prompt: "Publish: {{draft.result}}"
-    depends_on: [draft]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +161,7 @@ async def test_chat_socket_pause_and_resume_from_the_buttons(client: ChatClient)
 
 
 async def test_chat_socket_approve_a_step_from_its_button(client: ChatClient) -> None:
-    flow = await client.upload("approve-demo.yaml", APPROVAL_FLOW, "text/yaml")
+    flow = await client.upload("approve-demo.yaml", APPROVAL_FLOW.encode(), "text/yaml")
     await client.send("/run", [flow])
     await client.wait_for(lambda c: "waiting" in step_output(c, "publish"), timeout=30)
     approve = await client.wait_for(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import re
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,14 @@ from chief.core import plugins
 from chief.core.agents import AgentContext, Completion, ExtractedFile
 from chief.core.messages import StepTask
 from chief.core.plugins import register_temporary
+from tests.fakes import fresh_plugins  # noqa: F401 - the fixture every test here uses
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL)
 PLUGIN_BLOCKS = {b.splitlines()[0].lstrip("# ").strip(): b for b in BLOCKS if "@hookimpl\ndef " in b}
 
 
-@pytest.fixture(autouse=True)
-def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CHIEF_LOAD_PLUGINS", "")
-    plugins.reset_plugin_manager()
-    try:
-        yield
-    finally:
-        plugins.reset_plugin_manager()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")
 
 
 def _module(title: str, tmp_path: Path | None = None) -> types.ModuleType:

@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import re
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from chief.core import plugins
 from chief.core.errors import ProviderNotConfigured, RateLimited
 from chief.core.plugins import register_temporary
 from chief.core.routing import ModelChoice, choose_route
+from tests.fakes import fresh_plugins  # noqa: F401 - the fixture every test here uses
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 TITLE = "chief_streaming_provider.py"
 
 
-@pytest.fixture(autouse=True)
-def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CHIEF_LOAD_PLUGINS", "")
-    plugins.reset_plugin_manager()
-    try:
-        yield
-    finally:
-        plugins.reset_plugin_manager()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")
 
 
 def _example() -> types.ModuleType:

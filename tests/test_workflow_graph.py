@@ -21,6 +21,7 @@ from chief.core.workflows import (
     to_mermaid,
     topological_order,
 )
+from tests.workflow_gen import generate
 
 DATA = Path(__file__).parent / "data" / "workflows"
 
@@ -38,23 +39,6 @@ def _spec(*steps: tuple[str, list[str]] | dict[str, Any], validate: bool = True)
 def diamond() -> WorkflowSpec:
     """a -> (b, c) -> d, plus a side step e after b and a lone step f."""
     return _spec(("a", []), ("b", ["a"]), ("c", ["a"]), ("d", ["b", "c"]), ("e", ["b"]), ("f", []))
-
-
-def generate(n: int) -> WorkflowSpec:
-    """A chain of heads s0, s10, s20, ...; each head fans out to 9 steps that the next head joins."""
-    steps: list[tuple[str, list[str]]] = []
-    head: str | None = None
-    group: list[str] = []
-    for i in range(n):
-        key = f"s{i}"
-        if i % 10 == 0:
-            deps = ([head] if head else []) + group
-            head, group = key, []
-        else:
-            deps = [head] if head else []
-            group.append(key)
-        steps.append((key, deps))
-    return _spec(*steps)
 
 
 def test_graph_levels_of_a_diamond(diamond: WorkflowSpec) -> None:
@@ -117,7 +101,7 @@ def test_graph_ordering_functions_raise_on_a_cycle(fn: Any) -> None:
 
 
 def test_graph_generated_1000_steps() -> None:
-    spec = generate(1000)
+    spec = spec_from_data(generate(1000))
     lv = levels(spec)
     assert len(lv) == 200  # 100 heads, each followed by one level of fan-out
     assert lv[0] == ["s0"] and lv[1] == [f"s{i}" for i in range(1, 10)]

@@ -19,6 +19,7 @@ from chief.core.workflows import (
     spec_from_data,
     validate_workflow,
 )
+from tests.workflow_gen import generate
 
 DATA = Path(__file__).parent / "data" / "workflows"
 
@@ -57,26 +58,6 @@ def _problems(data: dict[str, Any], fmt: str) -> list[Problem]:
 def _line_of(data: dict[str, Any], fmt: str, needle: str) -> int:
     text = json.dumps(data, indent=2) if fmt == "json" else yaml.safe_dump(data, sort_keys=False)
     return next(n for n, line in enumerate(text.splitlines(), 1) if needle in line)
-
-
-def generate(n: int, *, break_at: int | None = None) -> dict[str, Any]:
-    """A chain of heads, each followed by a fan-out of 9 steps that the next head joins."""
-    steps: list[dict[str, Any]] = []
-    head: str | None = None
-    group: list[str] = []
-    for i in range(n):
-        key = f"s{i}"
-        if i % 10 == 0:
-            deps = ([head] if head else []) + group
-            head, group = key, []
-        else:
-            deps = [head]
-            group.append(key)
-        refs = " ".join(f"{{{{{d}.result}}}}" for d in deps) if deps else "{{inputs.topic}}"
-        if i == break_at:
-            refs += f" {{{{s{n - 1}.result}}}}"
-        steps.append(_step(key, f"Do {key}: {refs}", depends_on=deps))
-    return _workflow(*steps)
 
 
 FORMATS = ["yaml", "json"]

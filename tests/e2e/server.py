@@ -19,6 +19,19 @@ import httpx
 import socketio
 
 REPO = Path(__file__).resolve().parents[2]
+# A workflow with one step that waits for a person (attached as a file in the chat tests).
+APPROVAL_FLOW = """name: approve-demo
+description: a draft a person approves before it is final
+steps:
+  - key: draft
+    agent: assistant
+    prompt: "Draft a short note"
+  - key: publish
+    agent: assistant
+    approval: true
+    prompt: "Publish: {{draft.result}}"
+    depends_on: [draft]
+"""
 
 
 def free_port() -> int:

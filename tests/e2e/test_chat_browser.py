@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.e2e.server import REPO, ChatServer, add_user, start_server
+from tests.e2e.server import APPROVAL_FLOW, REPO, ChatServer, add_user, start_server
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -20,18 +20,6 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
 ARTIFACTS = REPO / "test-artifacts"
 DIFF = ("diff --git a/app.py b/app.py\n--- a/app.py\n+++ b/app.py\n@@ -1,2 +1,4 @@\n import os\n"
         "+cmd = input()\n+os.system(cmd)\n")
-APPROVAL_FLOW = """name: approve-demo
-description: a draft a person approves before it is final
-steps:
-  - key: draft
-    agent: assistant
-    prompt: "Draft a short note"
-  - key: publish
-    agent: assistant
-    approval: true
-    prompt: "Publish: {{draft.result}}"
-    depends_on: [draft]
-"""
 
 
 @pytest.fixture(scope="module")
