@@ -168,3 +168,28 @@ steps:
     assert record.status == "failed"
     assert "the plugin's own bug" in steps["a"].error and "missing field" in steps["b"].error
     assert again.status == "succeeded"  # the app goes on
+
+
+async def test_routing_execution_settings_reach_the_worker_and_survive_a_restore(tmp_path: Path) -> None:
+    """`Engine.start(settings=...)`: the conversation's model and a canary arm route every step's completion,
+    are kept on the execution row, and a restored (forked) execution keeps them."""
+    alpha, beta = ScriptedProvider("alpha"), ScriptedProvider("beta")
+    persona = PersonaAgent(name="plain", description="d", capabilities=["z"], system_prompt="s")
+    spec = parse_workflow("name: routed\nsteps:\n  - {key: a, agent: plain, prompt: hello}\n")
+    with register_temporary(TestPlugin(agents=[persona], providers=[alpha, beta])) as registry:
+        engine = await Engine.open(Settings(home=tmp_path / "home"), registry=registry)
+        try:
+            chat = await engine.run(spec, {}, settings={"conversation": {"provider": "alpha", "model": "c-1"}})
+            canary = await engine.run(spec, {}, settings={"canary": {"id": "k", "provider": "beta", "model": "n-2"}})
+            rows = {r.id: [s for s in await engine.store.list_steps(r.id) if s.status == "succeeded"][0]
+                    for r in (chat, canary)}
+            first = (await engine.checkpoints(chat.id))[-1].id
+            forked = await engine.wait(await engine.restore(chat.id, first), finished=True)
+        finally:
+            await engine.close()
+    assert chat.status == canary.status == "succeeded"
+    assert (rows[chat.id].provider, rows[chat.id].model) == ("alpha", "c-1")
+    assert (rows[canary.id].provider, rows[canary.id].model) == ("beta", "n-2")
+    assert chat.settings == {"conversation": {"provider": "alpha", "model": "c-1"}}
+    assert forked.settings == chat.settings
+    assert len(alpha.asked) == 2 and len(beta.asked) == 1  # the fork re-ran its step on the same route

@@ -71,6 +71,11 @@ class StepTask(BaseModel):
     max_backoff_s: float = 30.0
     cache: bool = True
     inputs: dict[str, Any] = Field(default_factory=dict)  # workflow inputs, for agents that want them
+    # The execution's routing settings (`Engine.start(settings=...)`): the chat's model choice
+    # ({"provider", "model"}, routing level "conversation") and a canary arm's model ({"id",
+    # "provider", "model"}, used in place of the global default).
+    conversation: dict[str, Any] | None = None
+    canary: dict[str, Any] | None = None
 
 
 class StepResult(BaseModel):

@@ -229,9 +229,12 @@ class Worker:
         self.processed += 1
 
     def _route_of(self, task: StepTask) -> Route:
-        """Where a step's completions go: step > agent > global default > provider default (`choose_route`)."""
+        """Where a step's completions go: step > agent > conversation > global default (or the execution's
+        canary arm) > provider default (`choose_route`)."""
+        default = (ModelChoice.of(task.canary) if task.canary
+                   else ModelChoice(self.default_provider, self.default_model))
         return choose_route(self.registry, task, self.registry.agent(task.agent),
-                            default=ModelChoice(self.default_provider, self.default_model))
+                            conversation=task.conversation, default=default)
 
     def _route(self, task: StepTask) -> tuple[str, str | None]:
         """The provider name and model a step's completions go to (the cache key uses them)."""

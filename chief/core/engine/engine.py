@@ -59,6 +59,7 @@ class _Run:
     control: RunControl | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     status: str = "pending"
+    settings: dict[str, Any] = field(default_factory=dict)  # the execution's routing settings
 
 
 class Engine:
@@ -213,18 +214,25 @@ class Engine:
 
     # -- starting -----------------------------------------------------------------------------------
     async def start(self, spec: WorkflowSpec, inputs: dict[str, Any] | None = None, *,
-                    conversation_id: str | None = None, execution_id: str | None = None) -> str:
-        """Create an execution of `spec` and start running it in the background; return its id."""
+                    conversation_id: str | None = None, execution_id: str | None = None,
+                    settings: dict[str, Any] | None = None) -> str:
+        """Create an execution of `spec` and start running it in the background; return its id.
+
+        `settings` are the execution's routing settings, kept on its row (so a resumed or recovered
+        run keeps them) and carried by every step's task: `{"conversation": {"provider", "model"}}`
+        (the chat's model, routing level "conversation"), `{"canary": {"id", "provider", "model"}}`
+        (a canary arm's model, in place of the global default).
+        """
         values = spec.bind_inputs(inputs)
         workflow = await self.store.save_workflow(spec.name, str(spec.version), spec.model_dump(mode="json"),
                                                   source=spec.source)
         execution_id = execution_id or new_id()
         await self.store.create_execution(
-            execution_id, workflow, values, conversation_id=conversation_id,
+            execution_id, workflow, values, conversation_id=conversation_id, settings=settings,
             events=[Event(execution_id=execution_id, type=EventType.EXECUTION_CREATED,
                           data={"workflow": spec.name, "version": str(spec.version), "steps": len(spec.steps)})],
         )
-        await self._launch(execution_id, spec, {"inputs": values, "results": {}, "statuses": {}})
+        await self._launch(execution_id, spec, {"inputs": values, "results": {}, "statuses": {}}, settings=settings)
         return execution_id
 
     async def run(self, spec: WorkflowSpec, inputs: dict[str, Any] | None = None, **kwargs: Any) -> ExecutionRecord:
@@ -252,20 +260,22 @@ class Engine:
             raise ExecutionNotFound(f"no execution '{execution_id}'")
         return record
 
-    async def _launch(self, execution_id: str, spec: WorkflowSpec, graph_input: Any, *, resumed: bool = False) -> None:
+    async def _launch(self, execution_id: str, spec: WorkflowSpec, graph_input: Any, *, resumed: bool = False,
+                      settings: dict[str, Any] | None = None) -> None:
         if not await self.store.acquire_lease(execution_id, self.owner, LEASE_TTL_S):
             raise InvalidTransition(f"execution {execution_id} is being driven by another process")
         run = self._runs.get(execution_id) or _Run(execution_id, spec)
         self._runs[execution_id] = run
         run.stopped.clear()
         run.control = RunControl()
+        run.settings = settings or {}
         run.status = "running"
         run.task = asyncio.create_task(self._drive(run, graph_input, resumed), name=f"execution-{execution_id}")
         self._ensure_watcher()
 
     async def _drive(self, run: _Run, graph_input: Any, resumed: bool) -> None:
         execution_id, spec = run.execution_id, run.spec
-        runner = StepRunner(self, execution_id, spec, self.priorities_of(spec))
+        runner = StepRunner(self, execution_id, spec, self.priorities_of(spec), settings=run.settings)
         config = {"configurable": {"thread_id": execution_id}}
         graph = self.graph_of(spec)
         event = EventType.EXECUTION_RESUMED if resumed else EventType.EXECUTION_STARTED
@@ -371,12 +381,12 @@ class Engine:
         if run is not None:
             if run.task is not None and not run.task.done():
                 raise InvalidTransition(f"execution {record.id} is still pausing; resume when it has paused")
-            await self._launch(record.id, run.spec, None, resumed=True)
+            await self._launch(record.id, run.spec, None, resumed=True, settings=record.settings)
             return "resumed"
         if self._owned_elsewhere(record):
             return await self._ask_owner(record, "resume")
         spec = await self._spec_of(record)
-        await self._launch(record.id, spec, None, resumed=True)
+        await self._launch(record.id, spec, None, resumed=True, settings=record.settings)
         return "resumed"
 
     async def cancel(self, execution_id: str) -> str:
@@ -423,7 +433,8 @@ class Engine:
         await self.sink.emit([Event(execution_id=record.id, type=event, step_key=step_key,
                                     task_key=pending[step_key].value.get("task_key"),
                                     data={"by": by, "comment": comment})])
-        await self._launch(record.id, spec, Command(resume={pending[step_key].id: decision}), resumed=True)
+        await self._launch(record.id, spec, Command(resume={pending[step_key].id: decision}), resumed=True,
+                           settings=record.settings)
         return "approved" if approved else "rejected"
 
     def _owned_elsewhere(self, record: ExecutionRecord) -> bool:
@@ -532,9 +543,9 @@ class Engine:
         await fork_checkpoint(self.checkpointer, record.id, checkpoint_id, new_execution)
         await self.store.create_execution(
             new_execution, workflow, record.inputs, parent_id=record.id, restored_from_checkpoint=checkpoint_id,
-            conversation_id=record.conversation_id,
+            conversation_id=record.conversation_id, settings=record.settings,
             events=[Event(execution_id=new_execution, type=EventType.EXECUTION_CREATED,
                           data={"workflow": spec.name, "restored_from": record.id, "checkpoint": checkpoint_id})],
         )
-        await self._launch(new_execution, spec, None, resumed=False)
+        await self._launch(new_execution, spec, None, resumed=False, settings=record.settings)
         return new_execution

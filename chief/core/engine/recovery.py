@@ -134,9 +134,9 @@ async def _recover_one(engine: Engine, record: ExecutionRecord, *, named: bool) 
     if await engine.checkpointer.aget_tuple(config) is None:
         # Died before the first checkpoint: start from the recorded inputs (the ledger still applies).
         graph_input: Any = {"inputs": dict(record.inputs), "results": {}, "statuses": {}}
-        await engine._launch(record.id, spec, graph_input, resumed=False)
+        await engine._launch(record.id, spec, graph_input, resumed=False, settings=record.settings)
         return Recovery(record.id, name, "started", "no checkpoint yet: started from its inputs")
-    await engine._launch(record.id, spec, None, resumed=True)
+    await engine._launch(record.id, spec, None, resumed=True, settings=record.settings)
     return Recovery(record.id, name, "resumed", f"from its last checkpoint (was {record.status}, "
                                                  f"owner {record.owner or 'none'})")
 

@@ -51,6 +51,7 @@ class StepRunner:
     priorities: dict[str, tuple[Lane, int]]
     prefix: str = ""
     inputs_cache: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # the execution's routing settings (Engine.start)
 
     # -- helpers ------------------------------------------------------------------------------------
     def _event(self, type_: EventType, key: str, task_key: str | None = None, **data: Any) -> Event:
@@ -191,6 +192,7 @@ class StepRunner:
             model=step.model or self.spec.config.model, timeout_s=timeout_s, attempts=retry.attempts,
             backoff_s=retry.backoff_s, backoff_multiplier=retry.multiplier, max_backoff_s=retry.max_backoff_s,
             cache=step.cache, inputs=state.get("inputs") or {},
+            conversation=self.settings.get("conversation"), canary=self.settings.get("canary"),
         )
         lease = engine.lease_for(task)
         attempt = 1

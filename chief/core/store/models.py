@@ -117,6 +117,8 @@ class Execution(Base):
     parent_id: Mapped[str | None] = mapped_column(String())
     restored_from_checkpoint: Mapped[str | None] = mapped_column(String())
     conversation_id: Mapped[str | None] = mapped_column(String(), index=True)
+    # Routing settings of this execution: {"conversation": {provider, model}, "canary": {...}, "stream": bool}
+    settings: Mapped[dict[str, Any] | None] = mapped_column(json_type(none_as_null=True), nullable=True)
     control: Mapped[str | None] = mapped_column(String())
     owner: Mapped[str | None] = mapped_column(String())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

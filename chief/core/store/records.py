@@ -44,6 +44,7 @@ class ExecutionRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    settings: dict[str, Any] | None = None  # routing settings (see `Engine.start`)
 
 
 @dataclass

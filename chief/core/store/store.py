@@ -229,6 +229,7 @@ class Store:
         parent_id: str | None = None,
         restored_from_checkpoint: str | None = None,
         conversation_id: str | None = None,
+        settings: dict[str, Any] | None = None,
         events: Sequence[Event] = (),
     ) -> ExecutionRecord:
         """Create an execution in status "pending" (and store `events` in the same transaction)."""
@@ -250,6 +251,7 @@ class Store:
             created_at=now_utc(),
             started_at=None,
             finished_at=None,
+            settings=dict(settings) if settings else None,
         )
         event_rows = [event_row(e) for e in events]
         insert_events = self._sql.insert_events
