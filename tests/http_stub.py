@@ -1,7 +1,7 @@
 """A scripted local HTTP server (stdlib, in a thread) that stands in for a provider's API in tests.
 
-Each request takes the next scripted `Reply` (or the default one) and is recorded with its
-method, path, headers and JSON body. A reply can be JSON, raw text, a list of server-sent
+Each request takes the next scripted `Reply` (or, with a `responder`, the reply it computes from the
+request; else the default one) and is recorded with its method, path, headers and JSON body. A reply can be JSON, raw text, a list of server-sent
 events, or a hang (the handler waits until the test ends, so the client's timeout fires).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,8 +41,9 @@ class Seen:
 class StubServer:
     """`with StubServer() as server:` -> `server.url`; script with `server.replies.append(Reply(...))`."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(self, default: Reply | None = None, responder: Callable[[Seen], Reply] | None = None) -> None:
         self.replies: deque[Reply] = deque()
+        self.responder = responder  # answers by what was asked (a planner call vs an agent's), when no reply is queued
         self.default = default or Reply(status=500, json={"error": {"message": "no scripted reply"}})
         self.seen: list[Seen] = []
         self.release = threading.Event()
@@ -66,8 +68,12 @@ class StubServer:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
-                stub.seen.append(Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                reply = stub.replies.popleft() if stub.replies else stub.default
+                seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                stub.seen.append(seen)
+                if stub.replies:
+                    reply = stub.replies.popleft()
+                else:
+                    reply = stub.responder(seen) if stub.responder is not None else stub.default
                 if reply.hang and reply.events is None:  # never answer
                     stub.release.wait(30)
                     return
@@ -108,3 +114,27 @@ class StubServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+def openai_chunk(text: str | None = None, *, usage: dict[str, int] | None = None, model: str = "stub") -> str:
+    """One server-sent event of an OpenAI chat completions stream."""
+    data: dict[str, Any] = {"object": "chat.completion.chunk", "model": model,
+                            "choices": [] if text is None else [{"index": 0, "delta": {"content": text}}]}
+    if usage is not None:
+        data["usage"] = usage
+    return "data: " + json.dumps(data)
+
+
+def openai_reply(text: str, *, model: str = "stub", stream: bool = False, pieces: int = 4,
+                 usage: tuple[int, int] = (20, 10)) -> Reply:
+    """An OpenAI-style answer with `text`: one JSON body, or (stream) the text in `pieces` SSE chunks + usage."""
+    counts = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+    if not stream:
+        return Reply(json={"object": "chat.completion", "model": model, "usage": counts,
+                           "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                        "finish_reason": "stop"}]})
+    words = text.split(" ")
+    size = max(len(words) // max(pieces, 1), 1)
+    parts = [" ".join(words[i:i + size]) for i in range(0, len(words), size)]
+    chunks = [openai_chunk(part if i == 0 else " " + part, model=model) for i, part in enumerate(parts)]
+    return Reply(events=[*chunks, openai_chunk(usage=counts, model=model), "data: [DONE]"])

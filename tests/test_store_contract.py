@@ -265,6 +265,19 @@ async def test_store_step_later_writes_keep_earlier_values(store):
     assert_aware_utc(row.queued_at, row.started_at, row.finished_at)
 
 
+async def test_store_step_a_late_queued_write_keeps_the_later_status(store):
+    """The orchestrator records "queued" while the task travels; the worker's write may land first."""
+    await make_execution(store)
+    queued = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    await store.record(steps=[step("a", "running", started_at=queued + timedelta(seconds=1))])
+    await store.record(steps=[step("a", "queued", agent="backend", priority=2, queued_at=queued)])
+    await store.record(steps=[step("b", "succeeded", result="done")])
+    await store.record(steps=[step("b", "queued", agent="echo", queued_at=queued)])
+    rows = {r.task_key: r for r in await store.list_steps("exec000001")}
+    assert (rows["a"].status, rows["a"].agent, rows["a"].priority, rows["a"].queued_at) == ("running", "backend", 2, queued)
+    assert (rows["b"].status, rows["b"].result) == ("succeeded", "done")
+
+
 async def test_store_steps_of_one_call_apply_in_order(store):
     await make_execution(store)
     await store.record(steps=[step("a", "running", agent="x"), step("a", "succeeded", result=1),

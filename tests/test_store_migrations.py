@@ -18,6 +18,7 @@ from chief.core.store.urls import checkpointer_conn_string, sqlite_path, sync_ur
 CHIEF_TABLES = {
     "workflows", "executions", "step_executions", "events", "agent_messages", "dead_letters",  # 0001
     "users", "threads", "chat_steps", "chat_elements", "chat_feedback", "files",  # 0002: the chat
+    "canaries", "canary_runs",  # 0004: canary routes
 }
 LANGGRAPH_TABLES = {"checkpoints", "writes", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
 

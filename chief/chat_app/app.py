@@ -62,6 +62,11 @@ async def _message(message: cl.Message) -> None:
     await _conversation().on_message(message)
 
 
+@cl.on_settings_update
+async def _settings(settings: dict[str, Any]) -> None:
+    await _conversation().settings_update(settings)
+
+
 async def _guarded(action: cl.Action, what: str) -> None:
     conversation = _conversation()
     payload = action.payload or {}

@@ -13,14 +13,16 @@ from typing import Any
 
 import chainlit as cl
 
+from ..core.accounting import conversation_usage
 from ..core.chief import Plan, fill_inputs, parse_pairs
 from ..core.errors import ChiefError, FileRefused, WorkflowError
 from ..core.files import IngestedFile
 from ..core.store import FINISHED_EXECUTION_STATUSES
 from ..core.workflows import WorkflowSpec, parse_workflow, spec_from_data
 from .board import board_props, plan_markdown
-from .live import RunView
+from .live import RunView, tokens_text
 from .runtime import ChatRuntime, confirm_plans
+from .settings import METADATA_KEY, choice_from, describe, prices, usage_table, usage_text, widgets
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,9 @@ HELP = """**Commands**
 | `/runs` | the runs of this conversation and their status |
 | `/pause [RUN]`, `/resume [RUN]`, `/cancel [RUN]` | control a run (default: the latest of this conversation) |
 | `/approve [STEP] [RUN]`, `/reject [STEP] [RUN]` | decide on a step that waits for approval |
+| `/usage` | tokens (and cost, with `CHIEF_PRICES`) of this conversation's runs |
+
+The model this conversation uses is in the chat settings (the ⚙️ next to the message box).
 
 Or just ask: "Review this change for security and quality" with `changes.diff` attached.
 """
@@ -47,6 +52,8 @@ class Conversation:
         self.user_id = user_id
         self.views: dict[str, RunView] = {}
         self.pending: dict[str, Plan] = {}  # plans waiting for "Run" (CHIEF_CONFIRM_PLANS=1)
+        self.model_choice: dict[str, str] | None = None  # the chat settings' provider/model (None: defaults)
+        self.turns: list[dict[str, str]] = []  # the conversation so far: requests and final answers
 
     @property
     def thread_id(self) -> str:
@@ -57,11 +64,17 @@ class Conversation:
         """Greet; re-attach to this user's unfinished runs (a reload or a lost connection loses nothing)."""
         await cl.Message(content="Hello — I am the Chief. Ask for something and attach files; `/help` lists the "
                                  "commands.", author="Chief").send()
+        await self.send_settings()
         for record in await self._unfinished_runs():
             await self.reattach(record.id, note="Still running from before:")
 
     async def resume(self, thread: dict[str, Any]) -> None:
-        """An old conversation reopened: watch its runs that are not finished."""
+        """An old conversation reopened: its model setting and history come back; watch its unfinished runs."""
+        metadata = thread.get("metadata") or {}
+        kept = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+        self.model_choice = dict(kept) if isinstance(kept, dict) and kept else None
+        self.turns = turns_of(thread.get("steps") or [])
+        await self.send_settings()
         for record in await self.runtime.engine.store.list_executions(conversation_id=thread["id"], limit=20):
             watched = self.views.get(record.id)
             if watched is not None and watched.task is not None and not watched.task.done():
@@ -105,6 +118,40 @@ class Conversation:
             return self.runtime.engine.find_workflow(record.workflow_name)
         return spec_from_data(workflow.definition, source=f"<execution {record.id}>")
 
+    # -- the model setting -------------------------------------------------------------------------------
+    @property
+    def default_provider(self) -> str:
+        return self.runtime.chief.provider_name
+
+    async def send_settings(self) -> None:
+        """Show the chat settings panel (provider and model) with this conversation's choice."""
+        registry = self.runtime.engine.registry
+        await cl.ChatSettings(widgets(registry, self.model_choice, default_provider=self.default_provider)).send()
+
+    async def settings_update(self, settings: dict[str, Any]) -> None:
+        """The user changed the chat settings: keep the choice here and in the thread (a reload keeps it)."""
+        try:
+            choice = choice_from(settings, self.runtime.engine.registry)
+        except ChiefError as exc:
+            await self.say(f"⚠️ {exc}; the model setting is unchanged "
+                           f"({describe(self.model_choice, default_provider=self.default_provider)}).")
+            return
+        self.model_choice = choice
+        await self._keep_choice()
+        await self.say(f"This conversation now uses {describe(choice, default_provider=self.default_provider)} "
+                       "for planning and for its runs' steps (a step or agent that names its own model keeps it).")
+
+    async def _keep_choice(self) -> None:
+        from chainlit.data import get_data_layer
+
+        data_layer = get_data_layer()
+        if data_layer is None:
+            return
+        try:
+            await data_layer.update_thread(self.thread_id, metadata={METADATA_KEY: self.model_choice or {}})
+        except Exception:  # noqa: BLE001 - the setting still applies to this session
+            log.exception("cannot keep the model setting of thread %s", self.thread_id)
+
     # -- messages -------------------------------------------------------------------------------------
     async def on_message(self, message: cl.Message) -> None:
         """A user message: a command, or a request to plan and run (with its files)."""
@@ -147,17 +194,26 @@ class Conversation:
 
     async def plan_and_run(self, request: str, files: list[IngestedFile]) -> None:
         """Ask the Chief for a plan, show it, and run it (or wait for "Run")."""
-        history = await self._history()
+        history = list(self.turns)
         async with cl.Step(name="plan", type="tool", show_input=False) as step:
-            plan = await self.runtime.chief.plan(request, [f.extracted() for f in files], history)
+            plan = await self.runtime.chief.plan(request, [f.extracted() for f in files], history,
+                                                 conversation=self.model_choice)
             step.output = f"{plan.planner} planner → `{plan.spec.name}`"
+            if plan.model:
+                step.output += f" (planned with {plan.model})"
+            if plan.tokens:
+                step.output += " · planning: " + tokens_text(plan.tokens["tokens_in"], plan.tokens["tokens_out"],
+                                                              estimated=plan.tokens["estimated"])
+            if plan.notes:
+                step.output += "\n\nContext:\n" + "\n".join(f"- {n}" for n in plan.notes)
             if plan.problems:
                 step.output += "\n\nPlanner problems:\n" + "\n".join(f"- {p}" for p in plan.problems[:10])
+        self.turns.append({"role": "user", "content": request})
         await self.show_plan(plan)
 
-    async def _history(self) -> list[dict[str, str]]:
-        records = await self.runtime.engine.store.list_executions(conversation_id=self.thread_id, limit=5)
-        return [{"role": "assistant", "content": f"ran {r.workflow_name}: {r.status}"} for r in reversed(records)]
+    def _answered(self, text: str) -> None:
+        """A run's final answer joins the conversation's history (what the next plan sees)."""
+        self.turns.append({"role": "assistant", "content": text})
 
     async def show_plan(self, plan: Plan) -> None:
         """Post the plan (text and graph); run it now or wait for the Run button."""
@@ -184,12 +240,18 @@ class Conversation:
             return None
         execution_id = uuid.uuid4().hex
         view = RunView(self.runtime, execution_id, spec)
+        view.on_answer = self._answered
         self.views[execution_id] = view
         await view.open_message()
         view.start_watching()
         await view.subscribed.wait()
+        # Chat runs stream their answers into the steps, and use the conversation's model setting.
+        settings: dict[str, Any] = {"stream": True}
+        if self.model_choice:
+            settings["conversation"] = dict(self.model_choice)
         try:
-            await self.runtime.engine.start(spec, inputs, conversation_id=self.thread_id, execution_id=execution_id)
+            await self.runtime.engine.start(spec, inputs, conversation_id=self.thread_id, execution_id=execution_id,
+                                            settings=settings)
         except ChiefError as exc:
             if view.task is not None:
                 view.task.cancel()
@@ -215,6 +277,8 @@ class Conversation:
                 await self.say(self._workflows_text())
             elif name == "runs":
                 await self.say(await self._runs_text())
+            elif name == "usage":
+                await self.say(await self._usage_text())
             elif name == "run":
                 await self._run_command(text, args, files)
             elif name in ("pause", "resume", "cancel"):
@@ -245,6 +309,17 @@ class Conversation:
             started = r.created_at.strftime("%H:%M:%S") if r.created_at else "-"
             lines.append(f"| `{r.id[:8]}` | {r.workflow_name} | {r.status} | {started} |")
         return "\n".join(lines)
+
+    async def _usage_text(self) -> str:
+        table, problem = prices()
+        usage = await conversation_usage(self.runtime.engine.store, self.thread_id, table)
+        head = f"**Usage of this conversation** (model: {describe(self.model_choice, default_provider=self.default_provider)})"
+        text = f"{head}\n\n{usage_text(usage, problem=problem)}"
+        if usage.by_model:
+            text += "\n\n" + usage_table(usage)
+        if usage.unpriced_models:
+            text += "\n\nNo price in `CHIEF_PRICES` for: " + ", ".join(f"`{m}`" for m in usage.unpriced_models)
+        return text
 
     async def _run_command(self, text: str, args: list[str], files: list[IngestedFile]) -> None:
         given, rest = parse_pairs(text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else "")
@@ -324,3 +399,17 @@ class Conversation:
             await self.say("That plan has already been run or discarded.")
             return
         await self.run(plan.spec, plan.inputs)
+
+
+def turns_of(steps: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """A reopened thread's history: the user's requests (not commands) and the runs' final answers."""
+    turns: list[dict[str, str]] = []
+    for step in steps:
+        text = str(step.get("output") or "").strip()
+        if not text:
+            continue
+        if step.get("type") == "user_message" and not text.startswith("/"):
+            turns.append({"role": "user", "content": text})
+        elif step.get("type") == "assistant_message" and (step.get("metadata") or {}).get("chief") == "answer":
+            turns.append({"role": "assistant", "content": text})
+    return turns

@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import chainlit as cl
 from chainlit.utils import utc_now
 
-from ..core.messages import Event, EventType
+from ..core.accounting import usage_of_steps
+from ..core.messages import Event, EventType, is_stale_status
 from ..core.store import FINISHED_EXECUTION_STATUSES
 from ..core.workflows import WorkflowSpec
 from .board import board_props
 from .runtime import ChatRuntime
+from .settings import prices, usage_text
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,14 @@ RUN_STATUS = {
 FINISHED = {"succeeded", "failed", "cancelled"}
 ICONS = {"queued": "⏳", "running": "▶️", "retrying": "🔁", "succeeded": "✅", "failed": "❌", "skipped": "⏭️",
          "waiting": "✋", "approved": "👍", "rejected": "🚫"}
+
+
+def tokens_text(tokens_in: Any, tokens_out: Any, *, estimated: bool = False) -> str:
+    """`120 in / 45 out tokens` (with `~` when estimated), or "" when the step reported none."""
+    if tokens_in is None and tokens_out is None:
+        return ""
+    mark = "~" if estimated else ""
+    return f"{mark}{int(tokens_in or 0):,} in / {mark}{int(tokens_out or 0):,} out tokens"
 
 
 def as_text(value: Any) -> str:
@@ -69,6 +80,10 @@ class RunView:
         self.subscribed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.note: str | None = None  # shown above the headline, e.g. "Still running from before:"
+        self.on_answer: Callable[[str], Any] | None = None  # told the final answer (the conversation's history)
+        self.streaming: dict[str, int] = {}  # task key -> attempt whose text is streaming into its step
+        self.token_texts: dict[str, str] = {}  # task key -> the token line shown in its step
+        self.done_tasks: set[str] = set()  # task keys with a final status
 
     # -- showing ------------------------------------------------------------------------------------
     def _headline(self) -> str:
@@ -151,6 +166,9 @@ class RunView:
             if event.id <= self.last_event_id:
                 return
             self.last_event_id = event.id
+        if event.type == EventType.STEP_TOKEN:
+            await self._apply_token(event)
+            return
         if event.type in STEP_STATUS:
             await self._apply_step(event)
         if event.type in RUN_STATUS:
@@ -169,17 +187,38 @@ class RunView:
         status = STEP_STATUS[EventType(event.type)]
         key = event.step_key or ""
         base = key.split("[", 1)[0]
+        if is_stale_status(status, self.statuses.get(base)):
+            return
         self.statuses[base] = "running" if status == "approved" else status
         if status in ("approved", "rejected") and base in self.waiting:
             self.waiting.remove(base)
         step = self._step(event)
         data = event.data or {}
         agent = data.get("agent")
+        if agent:
+            step._chief_agent = agent  # type: ignore[attr-defined]
         line = f"{ICONS.get(status, '')} {status}" + (f" · {agent}" if agent else "")
         if status == "retrying":
             line += f" · attempt {data.get('attempt')} failed: {data.get('error')}"
         if status == "waiting":
             line += "\n\nWaiting for approval. Prompt:\n\n" + str(data.get("prompt") or "")[:2000]
+        if status in ("succeeded", "failed"):
+            used = tokens_text(data.get("tokens_in"), data.get("tokens_out"))
+            if used:
+                self.token_texts[step_key_of(event)] = used
+                line += f" · {used}"
+                if data.get("provider"):
+                    line += f" · {data.get('provider')}/{data.get('model')}"
+            step.metadata = {**(step.metadata or {}), **{k: data.get(k) for k in (
+                "provider", "model", "tokens_in", "tokens_out", "attempt", "duration_ms") if k in data}}
+        streamed = self.streaming.get(step_key_of(event))
+        if status == "running" and streamed is not None and streamed == data.get("attempt"):
+            # "running" recorded after the first streamed text (the worker defers it): keep the text.
+            body = (step.output or "").split("\n\n", 1)[1] if "\n\n" in (step.output or "") else ""
+            step.output = f"{line}\n\n{body}"
+            await step.update()
+            return
+        self.streaming.pop(step_key_of(event), None)
         if status == "succeeded":
             step.output = f"{line}\n\n{as_text(data.get('output'))}"
         elif status in ("failed", "rejected"):
@@ -191,11 +230,31 @@ class RunView:
             step.output = line
         if status in ("succeeded", "failed", "skipped", "rejected"):
             step.end = utc_now()
+            self.done_tasks.add(step_key_of(event))
         if not getattr(step, "_chief_sent", False):
             step._chief_sent = True  # type: ignore[attr-defined]
             await step.send()
         else:
             await step.update()
+
+    async def _apply_token(self, event: Event) -> None:
+        """Streamed text of a running step: appended to its step as it arrives (live only, not stored)."""
+        key = step_key_of(event)
+        text = str((event.data or {}).get("text") or "")
+        attempt = int((event.data or {}).get("attempt") or 1)
+        if not text or key in self.done_tasks:  # a late batch after the result: the result has it all
+            return
+        step = self._step(event)
+        if self.streaming.get(key) != attempt:  # the first text of this attempt: below the status line
+            self.streaming[key] = attempt
+            agent = f" · {getattr(step, '_chief_agent', '')}" if getattr(step, "_chief_agent", "") else ""
+            step.output = f"{ICONS['running']} running{agent}\n\n"
+            if not getattr(step, "_chief_sent", False):
+                step._chief_sent = True  # type: ignore[attr-defined]
+                await step.send()
+            else:
+                await step.update()
+        await step.stream_token(text)
 
     async def _answer(self, event: Event) -> None:
         if self.answered:
@@ -205,6 +264,7 @@ class RunView:
             if step.end is None:
                 step.end = utc_now()
                 await step.update()
+        usage_line = await self._usage()
         if self.status == "succeeded":
             record = await self.runtime.engine.store.get_execution(self.execution_id)
             output = event.data.get("output") if "output" in event.data else (record.output if record else None)
@@ -213,7 +273,33 @@ class RunView:
             text = f"❌ The run failed: {event.data.get('error') or 'see the failed step'}"
         else:
             text = "⏹️ The run was cancelled."
-        await cl.Message(content=text, author="Chief").send()
+        await cl.Message(content=f"{text}\n\n{usage_line}" if usage_line else text, author="Chief",
+                         metadata={"chief": "answer" if self.status == "succeeded" else "run-end",
+                                   "execution_id": self.execution_id}).send()
+        if self.on_answer is not None and self.status == "succeeded":
+            self.on_answer(text)
+
+    async def _usage(self) -> str:
+        """The run's token totals (every attempt; cost with `CHIEF_PRICES`); each step's line gets its `~`
+        and its failed attempts' tokens. One read of the run's rows, once per run."""
+        try:
+            rows = await self.runtime.engine.store.list_steps(self.execution_id)
+        except Exception:  # noqa: BLE001 - the answer matters more than its token count
+            log.exception("cannot read the token totals of run %s", self.execution_id)
+            return ""
+        table, problem = prices()
+        for key, shown in list(self.token_texts.items()):
+            mine = [r for r in rows if r.task_key == key]
+            usage = usage_of_steps(mine)
+            total = tokens_text(usage.tokens_in, usage.tokens_out, estimated=usage.estimated)
+            step = self.steps.get(key)
+            if step is not None and total and total != shown:
+                if usage.calls > 1:
+                    total += f" over {usage.calls} attempts"
+                step.output = (step.output or "").replace(shown, total, 1)
+                self.token_texts[key] = total
+                await step.update()
+        return usage_text(usage_of_steps(rows, table), problem=problem)
 
     # -- watching -----------------------------------------------------------------------------------
     async def watch(self) -> None:
@@ -251,3 +337,8 @@ class RunView:
         self.runtime.watchers.setdefault(self.execution_id, set()).add(self.task)
         self.task.add_done_callback(lambda t: self.runtime.watchers.get(self.execution_id, set()).discard(t))
         return self.task
+
+
+def step_key_of(event: Event) -> str:
+    """The key a step is shown under (its task key: `x[3]` for a for_each item)."""
+    return event.task_key or event.step_key or "?"

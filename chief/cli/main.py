@@ -130,7 +130,7 @@ async def _follow(engine, execution_id: str, queue: asyncio.Queue, progress: Pro
 
 def main() -> None:
     """Console-script entry point."""
-    from . import admin, chat, db, plugin_new, providers, worker, workflow  # noqa: F401 - registers the command groups
+    from . import admin, canary, chat, db, plugin_new, providers, worker, workflow  # noqa: F401 - registers the command groups
 
     if os.environ.get("CHIEF_TRACE_PLUGINS") == "1":
         logging.getLogger("chief.plugins").setLevel(logging.DEBUG)

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..core.messages import Event, EventType
+from ..core.messages import Event, EventType, is_stale_status
 
 STYLE = {
     "pending": ("·", "dim"), "queued": ("◌", "cyan"), "running": ("▶", "yellow"), "retrying": ("↻", "magenta"),
@@ -105,7 +105,10 @@ class Progress:
             else:
                 return
         line = self.steps[key]
-        if event.task_key and event.task_key != key and "[" in event.task_key:
+        item = bool(event.task_key and event.task_key != key and "[" in event.task_key)
+        if is_stale_status(status, line.items.get(event.task_key or "") if item else line.status):
+            return
+        if item:
             line.items[event.task_key] = status
             line.status = "running" if status not in ("failed",) else status
         else:

@@ -33,8 +33,12 @@ CONVERSATION_EXECUTIONS_LIMIT = 10_000
 
 
 def estimate_tokens(text: str) -> int:
-    """A rough token count (about 4 tokens per 3 words), for providers that report none."""
-    return math.ceil(len(text.split()) * 4 / 3)
+    """A rough token count for providers that report none, and for fitting prompts into a context window.
+
+    The larger of "4 tokens per 3 words" (prose) and "1 token per 4 characters" (code, JSON, CSV and
+    other text with few spaces, where counting words would miss most of the tokens).
+    """
+    return max(math.ceil(len(text.split()) * 4 / 3), math.ceil(len(text) / 4))
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ class AgentContext:
         self._complete = complete
         self.provider_name: str | None = None  # set by the router on the first completion
         self.completions: list[Completion] = []
+        # Set by the worker: the provider/model route of this task (`routing.Route`), for agents that
+        # size their prompts to the model's context window (`chief.core.context`). None outside a worker.
+        self.route: Callable[[], Any] | None = None
 
     async def complete(self, messages: Sequence[Message], **options: Any) -> Completion:
         """Ask the step's provider (or the agent's default) to complete `messages`."""

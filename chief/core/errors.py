@@ -135,3 +135,16 @@ class RateLimited(ProviderError):
 
 class PriceTableError(ChiefError):
     """The price table (`CHIEF_PRICES`) could not be read or has a wrong entry."""
+
+
+class ContextTooLarge(ProviderError):
+    """A prompt does not fit the model's context window even with every optional part left out (never retried)."""
+
+    def __init__(self, message: str, *, needed: int = 0, window: int = 0):
+        self.needed = needed
+        self.window = window
+        super().__init__(message, retryable=False)
+
+
+class ContextConfigError(ChiefError):
+    """`CHIEF_CONTEXT_TOKENS` or `CHIEF_CONTEXT_POLICY` has a value Chief cannot use; the message names it."""

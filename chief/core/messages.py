@@ -71,11 +71,15 @@ class StepTask(BaseModel):
     max_backoff_s: float = 30.0
     cache: bool = True
     inputs: dict[str, Any] = Field(default_factory=dict)  # workflow inputs, for agents that want them
+    stream: bool = False  # publish the answer's text live as it is generated (`step.token` events; chat runs)
     # The execution's routing settings (`Engine.start(settings=...)`): the chat's model choice
     # ({"provider", "model"}, routing level "conversation") and a canary arm's model ({"id",
     # "provider", "model"}, used in place of the global default).
     conversation: dict[str, Any] | None = None
     canary: dict[str, Any] | None = None
+    # Sent by an orchestrator that runs this step for the first time in a fresh execution: on its first
+    # delivery of attempt 1 the worker skips the ledger lookup (nothing can be recorded yet).
+    fresh: bool = False
 
 
 class StepResult(BaseModel):
@@ -119,6 +123,10 @@ class EventType(enum.StrEnum):
     STEP_APPROVED = "step.approved"
     STEP_REJECTED = "step.rejected"
     STEP_DEAD_LETTERED = "step.dead_lettered"
+    STEP_TOKEN = "step.token"  # live only (never stored): a batch of the answer's text as it streams
+
+
+LIVE_ONLY_EVENTS = frozenset({EventType.STEP_TOKEN})  # published to subscribers, never written to the store
 
 
 class Event(BaseModel):
@@ -133,3 +141,12 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     created_at: float = Field(default_factory=time.time)
     id: int | None = None  # assigned by the store
+
+
+def is_stale_status(status: str, current: str | None) -> bool:
+    """True for a "queued" that a view reads after a later status of the same step.
+
+    The orchestrator records "queued" while the task travels to its worker, so that event may be
+    stored after the worker's "running" or result; a view (chat, CLI) keeps the later status.
+    """
+    return status == "queued" and current not in (None, "", "pending", "planned", "queued")

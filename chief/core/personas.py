@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .agents import AgentContext, Message
+from .context import fit_prompt, window_of
 from .messages import StepTask
 
 
@@ -49,8 +50,15 @@ class PersonaAgent:
         ]
 
     async def run(self, task: StepTask, ctx: AgentContext) -> str:
-        """Ask the provider (through `ctx`) and return the completion's text."""
-        completion = await ctx.complete(self.messages(task), **dict(self.options))
+        """Ask the provider (through `ctx`) and return the completion's text.
+
+        The prompt is checked against the routed model's context window first (`chief.core.context`):
+        a prompt that cannot fit fails the step with `ContextTooLarge` instead of being cut.
+        """
+        options = dict(self.options)
+        window = window_of(ctx, max_tokens=options.get("max_tokens"))
+        fitted = await fit_prompt(self.messages(task), window=window, where=f"step '{task.step_key}'")
+        completion = await ctx.complete(fitted.messages, **options)
         return completion.text
 
 

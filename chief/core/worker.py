@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
@@ -34,8 +35,9 @@ from .breaker import BreakerPolicy, CircuitBreaker
 from .bus import Bus, Delivery
 from .cache import ResultCache, cache_key
 from .config import Settings
+from .deferred import RUNNING_WRITE_DELAY_S, DeferredStart
 from .errors import ChiefError, ProviderError, StepTimeout, UnknownAgent, UnknownProvider
-from .events import EventSink
+from .events import EventSink, TokenStream
 from .messages import AgentMessage, Event, EventType, StepResult, StepTask
 from .routing import ModelChoice, Route, blame, choose_route
 from .store import StepRecord, Store
@@ -120,6 +122,11 @@ class Worker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.processed = 0
+        self._starts: dict[int, DeferredStart] = {}  # each running attempt's deferred "running" write
+        # The context of each task's current attempt, so that `_on_retry` records a failed attempt's tokens.
+        self._attempt_contexts: weakref.WeakValueDictionary[tuple[str, str], AgentContext] = (
+            weakref.WeakValueDictionary())
+        self.running_delay_s = RUNNING_WRITE_DELAY_S
 
     # -- life cycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -211,8 +218,13 @@ class Worker:
             await self.bus.ack(delivery)
             return
 
-        recorded = await self.store.final_step(task.execution_id, task.task_key)
-        if recorded is not None:  # a duplicate delivery: answer from the ledger, run nothing
+        # A duplicate delivery is answered from the ledger and runs nothing. The first delivery of the
+        # first attempt of a fresh execution's step cannot be a duplicate: it skips the lookup. (Re-sends
+        # go out with attempt > 1, redeliveries count > 1, and a recovering orchestrator is not fresh;
+        # it re-sends in the same lane behind the old copy, which therefore runs first.)
+        first = task.fresh and message.attempt == 1 and delivery.deliveries <= 1
+        recorded = None if first else await self.store.final_step(task.execution_id, task.task_key)
+        if recorded is not None:
             await self._reply(message, _result_from_record(recorded), delivery)
             return
 
@@ -283,22 +295,34 @@ class Worker:
         )
         ctx: AgentContext | None = None
         try:
-            async for attempt in retrying:
-                with attempt:
-                    attempt_no = first_attempt + attempt.retry_state.attempt_number - 1
-                    ctx = await self._start_attempt(task, attempt_no)
-                    output = await self._call_agent(task, ctx)
-        except Exception as exc:
-            return await self._fail(task, message, attempt_no, exc, started, ctx)
-        return await self._succeed(task, message, attempt_no, output, started, ctx)
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        attempt_no = first_attempt + attempt.retry_state.attempt_number - 1
+                        ctx = await self._start_attempt(task, attempt_no)
+                        output = await self._call_agent(task, ctx)
+            except Exception as exc:
+                return await self._fail(task, message, attempt_no, exc, started, ctx)
+            return await self._succeed(task, message, attempt_no, output, started, ctx)
+        finally:
+            leftover = self._starts.pop(id(task), None)  # cancelled, or a write failed: no late "running"
+            if leftover is not None:
+                leftover.cancel()
 
     async def _start_attempt(self, task: StepTask, attempt_no: int) -> AgentContext:
-        await self.sink.emit(
-            [Event(execution_id=task.execution_id, type=EventType.STEP_STARTED, step_key=task.step_key,
-                   task_key=task.task_key, data={"agent": task.agent, "attempt": attempt_no, "worker": self.name})],
-            steps=[StepRecord(execution_id=task.execution_id, task_key=task.task_key, step_key=task.step_key,
-                              attempt=attempt_no, status="running", agent=task.agent, started_at=_now())],
-        )
+        """Record "running" (deferred: a fast attempt's start goes into its result's transaction)."""
+        started = [Event(execution_id=task.execution_id, type=EventType.STEP_STARTED, step_key=task.step_key,
+                         task_key=task.task_key, data={"agent": task.agent, "attempt": attempt_no, "worker": self.name})]
+
+        async def write(events: list[Event], started_at: datetime) -> None:
+            await self.sink.emit(events, steps=[
+                StepRecord(execution_id=task.execution_id, task_key=task.task_key, step_key=task.step_key,
+                           attempt=attempt_no, status="running", agent=task.agent, started_at=started_at)])
+
+        previous = self._starts.pop(id(task), None)
+        if previous is not None:
+            previous.cancel()
+        self._starts[id(task)] = DeferredStart(started, _now(), write, delay_s=self.running_delay_s)
         ctx = AgentContext(task, self._unbound, attempt=attempt_no)
         ctx._complete = self._completer(task, ctx)
         return ctx
@@ -318,12 +342,24 @@ class Worker:
             raise blame(self.registry, "agent", task.agent, exc)  # noqa: B904 - blame sets the cause
 
     def _completer(self, task: StepTask, ctx: AgentContext) -> Callable[..., Awaitable[Completion]]:
-        """Route each completion (`_route_of`), behind the provider's circuit breaker."""
+        """Route each completion (`_route_of`), behind the provider's circuit breaker.
+
+        Also gives `ctx` its `route()` (agents size prompts to the routed model's context window), keeps
+        the attempt's context where `_on_retry` finds it (a failed attempt's tokens are counted too), and
+        when the task asks for streaming (`task.stream`), publishes the answer live as `step.token` events.
+        """
+        ctx.route = lambda: self._route_of(task)
+        self._attempt_contexts[(task.execution_id, task.task_key)] = ctx
 
         async def complete(messages: Any, **options: Any) -> Completion:
             route = self._route_of(task)
             name = route.provider_name
             ctx.provider_name = name
+            stream = None
+            if task.stream and options.get("on_token") is None:
+                stream = TokenStream(self.sink, execution_id=task.execution_id, step_key=task.step_key,
+                                     task_key=task.task_key, attempt=ctx.attempt)
+                options["on_token"] = stream.on_token
             await self.breaker.before_call(name)
             try:
                 completion = await route.provider.complete(messages, model=route.model, **options)
@@ -332,24 +368,41 @@ class Worker:
             except Exception as exc:
                 await self.breaker.record(name, False)
                 raise blame(self.registry, "provider", name, exc)  # noqa: B904 - blame sets the cause
+            finally:
+                if stream is not None:
+                    await stream.close()
             await self.breaker.record(name, True)
             return completion
 
         return complete
+
+    async def _emit_after_start(self, task: StepTask, events: list[Event], step: StepRecord, **more: Any) -> None:
+        """Write an attempt's next state change, with its still-deferred "running" write in front of it."""
+        deferred = self._starts.pop(id(task), None)
+        if deferred is not None:
+            started, started_at = await deferred.take()
+            events = [*started, *events]
+            step.started_at = step.started_at or started_at
+        await self.sink.emit(events, steps=[step], **more)
 
     async def _on_retry(self, task: StepTask, first_attempt: int, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         attempt_no = first_attempt + state.attempt_number - 1
         delay = state.next_action.sleep if state.next_action else 0.0
         error = describe_error(exc) if exc else "unknown error"
-        await self.sink.emit(
+        # The failed attempt's completions were paid for: its row keeps their tokens (accounting sums rows).
+        ctx = self._attempt_contexts.get((task.execution_id, task.task_key))
+        usage = _usage(ctx) if ctx is not None and ctx.attempt == attempt_no else {}
+        await self._emit_after_start(
+            task,
             [Event(execution_id=task.execution_id, type=EventType.STEP_RETRYING, step_key=task.step_key,
                    task_key=task.task_key,
                    data={"attempt": attempt_no, "error": error, "delay_s": round(delay, 3),
-                         "next_attempt": attempt_no + 1, "attempts": task.attempts})],
-            steps=[StepRecord(execution_id=task.execution_id, task_key=task.task_key, step_key=task.step_key,
-                              attempt=attempt_no, status="retrying", agent=task.agent, error=error,
-                              finished_at=_now())],
+                         "next_attempt": attempt_no + 1, "attempts": task.attempts,
+                         "tokens_in": usage.get("tokens_in"), "tokens_out": usage.get("tokens_out")})],
+            StepRecord(execution_id=task.execution_id, task_key=task.task_key, step_key=task.step_key,
+                       attempt=attempt_no, status="retrying", agent=task.agent, error=error,
+                       finished_at=_now(), **usage),
         )
 
     async def _succeed(self, task: StepTask, message: AgentMessage, attempt_no: int, output: Any,
@@ -383,6 +436,8 @@ class Worker:
                                 "model": result.model, "duration_ms": round(result.duration_ms or 0, 3),
                                 "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
                                 "worker": self.name}
+        if result.tokens_estimated:
+            data["tokens_estimated"] = True
         if result.cached:
             data["cached"] = True
         if result.status == "succeeded":
@@ -398,14 +453,15 @@ class Worker:
         reply = AgentMessage(sender=message.recipient, recipient=message.sender, type="result",
                              payload=result.model_dump(mode="json"), correlation_id=message.correlation_id,
                              priority=message.priority, attempt=attempt_no)
-        await self.sink.emit(
+        await self._emit_after_start(
+            task,
             events,
-            steps=[StepRecord(execution_id=task.execution_id, task_key=task.task_key, step_key=task.step_key,
-                              attempt=attempt_no, status=result.status, agent=task.agent,
-                              provider=result.provider, model=result.model, result=result.output,
-                              error=result.error, tokens_in=result.tokens_in, tokens_out=result.tokens_out,
-                              tokens_estimated=result.tokens_estimated, finished_at=_now(),
-                              duration_ms=result.duration_ms, cached=result.cached)],
+            StepRecord(execution_id=task.execution_id, task_key=task.task_key, step_key=task.step_key,
+                       attempt=attempt_no, status=result.status, agent=task.agent,
+                       provider=result.provider, model=result.model, result=result.output,
+                       error=result.error, tokens_in=result.tokens_in, tokens_out=result.tokens_out,
+                       tokens_estimated=result.tokens_estimated, finished_at=_now(),
+                       duration_ms=result.duration_ms, cached=result.cached),
             messages=[reply],
             dead_letter=dead_letter,
         )

@@ -147,7 +147,9 @@ class ModelPlanner:
             agents=_agents_text(agents),
             catalog="\n".join(f"- {n}: {s.description.strip()}" for n, s in catalog.items()) or "(none)",
         )
-        listing = "\n".join(f"- {f.name} ({f.mime_type}, {len(f.text)} chars): {f.text[:300]!r}" for f in files)
+        # The files' full texts come with the call (the Chief fits them into the model's window whole, or
+        # leaves one out with a marker line): no preview cut mid-file here.
+        listing = "\n".join(f"- {f.name} ({f.mime_type}, {len(f.text)} chars)" for f in files)
         messages = [{"role": "system", "content": system},
                     {"role": "user", "content": request + (f"\n\nAttached files:\n{listing}" if listing else "")}]
         names = {a["name"] for a in agents}

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..agents import ExtractedFile
-from ..errors import ChiefError, PlanError, WorkflowError
+from ..agents import Completion, ExtractedFile, Message
+from ..context import Part, fit_prompt, summary_request, window_for
+from ..errors import ChiefError, ContextTooLarge, PlanError, WorkflowError
+from ..routing import ModelChoice, Route, choose_route
 from ..workflows import WorkflowSpec, levels, load_workflows_dir
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,9 @@ class Plan:
     planner: str
     reason: str = ""
     problems: list[str] = field(default_factory=list)  # what earlier planners got wrong (shown to the user)
+    notes: list[str] = field(default_factory=list)  # what context management left out or summarised
+    model: str | None = None  # "provider/model" the planning call went to, when a planner asked a model
+    tokens: dict[str, Any] | None = None  # planning calls' {"tokens_in", "tokens_out", "estimated", "calls"}
 
     def order(self) -> list[list[str]]:
         """The steps level by level: steps in one level run side by side."""
@@ -139,30 +144,83 @@ class ChiefOfStaff:
         planners = list(getattr(self.registry, "planners", []))
         return sorted(planners, key=lambda p: getattr(p, "priority", 100))
 
+    def route(self, conversation: ModelChoice | dict[str, Any] | None = None) -> Route:
+        """Where planning completions go: the conversation's model setting, else the Chief's default."""
+        return choose_route(self.registry, None, None, conversation=conversation,
+                            default=ModelChoice(self.provider_name, self.model))
+
     async def complete(self, messages: Sequence[dict[str, str]]) -> str:
         """Ask the configured provider (for planners that use a model)."""
-        provider = self.registry.provider(self.provider_name)
-        completion = await provider.complete(messages, model=self.model or None)
-        return completion.text
+        return await self.completer(self.route())(messages)
 
-    def context(self, history: Sequence[dict[str, str]] = ()) -> dict[str, Any]:
-        """What a planner gets besides the request and files."""
+    def completer(self, route: Route, history: Sequence[Message] = (), files: Sequence[ExtractedFile] = (),
+                  notes: list[str] | None = None, calls: list[tuple[str, Completion]] | None = None) -> Any:
+        """A planner's `complete(messages)`: the planner's messages plus the conversation history and the
+        files, fitted into the model's window (`chief.core.context`); what was left out goes to `notes`,
+        and each call's `provider/model` and completion (its tokens) to `calls`."""
+        parts = [Part(f.name, f.text) for f in files if f.text]
+        summaries: dict[tuple[int, int], str] = {}  # a planner's retries reuse the summary
+
+        async def summarise(turns: list[Message], limit: int) -> str:
+            key = (len(turns), limit)
+            if key not in summaries:
+                done = await route.provider.complete(summary_request(turns, limit), model=route.model,
+                                                     max_tokens=limit)
+                summaries[key] = done.text
+            return summaries[key]
+
+        async def complete(messages: Sequence[dict[str, str]], **options: Any) -> str:
+            window = window_for(route.provider, route.model, max_tokens=options.get("max_tokens"))
+            fitted = await fit_prompt(messages, window=window, where="the Chief's planning call",
+                                      history=history, parts=parts, summarise=summarise)
+            if notes is not None:
+                notes.extend(n for n in fitted.notes if n not in notes)
+            completion = await route.provider.complete(fitted.messages, model=route.model, **options)
+            if calls is not None:
+                calls.append((f"{route.provider_name}/{route.model}", completion))
+            return completion.text
+
+        return complete
+
+    def context(self, history: Sequence[dict[str, str]] = (), *, route: Route | None = None,
+                files: Sequence[ExtractedFile] = (), notes: list[str] | None = None,
+                calls: list[tuple[str, Completion]] | None = None) -> dict[str, Any]:
+        """What a planner gets besides the request and files (`complete` sends the history and files too)."""
         agents = [{"name": a.name, "description": a.description, "capabilities": list(a.capabilities)}
                   for a in getattr(self.registry, "agents", {}).values()]
-        return {"catalog": self.catalog(), "agents": agents, "provider": self.provider_name,
-                "complete": self.complete, "history": list(history), "fill_inputs": fill_inputs}
+        complete = self.completer(route, history, files, notes, calls) if route is not None else None
+        return {"catalog": self.catalog(), "agents": agents,
+                "provider": route.provider_name if route is not None else None,
+                "model": route.model if route is not None else None,
+                "complete": complete, "history": list(history), "fill_inputs": fill_inputs}
 
     async def plan(self, request: str, files: Sequence[ExtractedFile] = (),
-                   history: Sequence[dict[str, str]] = ()) -> Plan:
-        """The plan for a request: the first planner's answer, else the `answer` workflow."""
+                   history: Sequence[dict[str, str]] = (), *,
+                   conversation: ModelChoice | dict[str, Any] | None = None) -> Plan:
+        """The plan for a request: the first planner's answer, else the `answer` workflow.
+
+        `conversation` is the chat's model setting (`{"provider", "model"}`); model planners ask that
+        model, with the conversation `history` and the `files` fitted into its context window.
+        """
         given, text = parse_pairs(request)
-        context = self.context(history)
         problems: list[str] = []
+        notes: list[str] = []
+        calls: list[tuple[str, Completion]] = []
+        try:
+            route: Route | None = self.route(conversation)
+        except ChiefError as exc:  # e.g. the conversation names a provider that is not installed
+            route = None
+            problems.append(f"model setting: {exc}")
+        context = self.context(history, route=route, files=files, notes=notes, calls=calls)
         for planner in self.planners():
+            asked_before = len(calls)
             try:
                 result = await planner.plan(request, list(files), context)
             except WorkflowError as exc:
                 problems.extend(str(p) for p in exc.problems)
+                continue
+            except ContextTooLarge as exc:  # said plainly: the request and files are too big for this model
+                problems.append(f"planner {getattr(planner, 'name', '?')}: {exc}")
                 continue
             except Exception as exc:  # noqa: BLE001 - a broken planner must not break the chat
                 log.warning("planner %s failed: %s", getattr(planner, "name", planner), exc)
@@ -171,8 +229,15 @@ class ChiefOfStaff:
             plan = self._as_plan(result, planner, text, files, given)
             if plan is not None:
                 plan.problems = problems + plan.problems
+                plan.notes = notes + [n for n in plan.notes if n not in notes]
+                if plan.model is None and len(calls) > asked_before:
+                    plan.model = calls[-1][0]
+                plan.tokens = _planning_tokens([c for _, c in calls]) if calls else None
                 return plan
-        return self.answer(request, files, problems)
+        plan = self.answer(request, files, problems)
+        plan.notes = notes
+        plan.tokens = _planning_tokens([c for _, c in calls]) if calls else None
+        return plan
 
     def answer(self, request: str, files: Sequence[ExtractedFile] = (), problems: Sequence[str] = ()) -> Plan:
         """The plain reply: the `answer` workflow (one `assistant` step)."""
@@ -195,3 +260,11 @@ class ChiefOfStaff:
         if isinstance(result, WorkflowSpec):
             return Plan(result, fill_inputs(result, request, files, given), planner=name)
         raise PlanError(f"planner {name} returned {type(result).__name__}, not a plan")
+
+
+def _planning_tokens(completions: Sequence[Completion]) -> dict[str, Any]:
+    """Token totals of the planning calls (a planner may ask more than once)."""
+    return {"tokens_in": sum(c.tokens_in or 0 for c in completions),
+            "tokens_out": sum(c.tokens_out or 0 for c in completions),
+            "estimated": any(c.tokens_estimated or c.tokens_in is None for c in completions),
+            "calls": len(completions)}

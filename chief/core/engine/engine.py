@@ -21,7 +21,9 @@ from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
 from langgraph.types import Command
 
+from ..assignment import Assigner
 from ..bus import Bus, LocalBus
+from ..canary import CanaryRoutes
 from ..config import Settings
 from ..errors import (
     ChiefError,
@@ -49,6 +51,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# "sync": each superstep's checkpoint is written before the next starts. "async" would overlap the write
+# with the next step, but LangGraph 1.2 serialises a checkpoint's channel values when the write runs, so
+# a join's barrier set mutated by the next superstep lands in the older checkpoint under the old version
+# (found by `chief db copy`'s verification: the copy read back a different value). Not safe for restores.
+CHECKPOINT_DURABILITY = "sync"
+
+
 @dataclass
 class _Run:
     """An execution driven by this process."""
@@ -60,6 +69,7 @@ class _Run:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     status: str = "pending"
     settings: dict[str, Any] = field(default_factory=dict)  # the execution's routing settings
+    fresh: bool = False  # started from its inputs by this drive: nothing of it is in the ledger yet
 
 
 class Engine:
@@ -80,6 +90,8 @@ class Engine:
         self._runs: dict[str, _Run] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._stack: AsyncExitStack | None = None
+        self.assigner = Assigner(registry, default_provider=settings.provider)  # capability steps' agents
+        self.canaries = CanaryRoutes(store)  # canary arms at start, evaluation when a canary run finishes
 
     # -- life cycle ---------------------------------------------------------------------------------
     @classmethod
@@ -113,6 +125,8 @@ class Engine:
             engine = cls(store, bus, registry, checkpointer, settings)
             engine._stack = stack
             breaker, cache = resilience_for(settings, bus)
+            engine.assigner.breaker = breaker
+            await engine.assigner.load(store)  # recent outcomes per agent, from the ledger (one query)
             for _ in range(workers or 0):
                 worker = Worker(bus, store, registry, concurrency=concurrency,
                                 default_provider=settings.provider, default_model=settings.model,
@@ -146,6 +160,7 @@ class Engine:
                 pass
         for worker in self.workers:
             await worker.stop()
+        await self.assigner.close()
         if self._stack is not None:
             await self._stack.aclose()
 
@@ -223,16 +238,19 @@ class Engine:
         (the chat's model, routing level "conversation"), `{"canary": {"id", "provider", "model"}}`
         (a canary arm's model, in place of the global default).
         """
+        execution_id = execution_id or new_id()
+        spec, settings, canary = await self.canaries.choose(spec, execution_id, settings)  # a canary's arm
         values = spec.bind_inputs(inputs)
         workflow = await self.store.save_workflow(spec.name, str(spec.version), spec.model_dump(mode="json"),
                                                   source=spec.source)
-        execution_id = execution_id or new_id()
         await self.store.create_execution(
             execution_id, workflow, values, conversation_id=conversation_id, settings=settings,
             events=[Event(execution_id=execution_id, type=EventType.EXECUTION_CREATED,
                           data={"workflow": spec.name, "version": str(spec.version), "steps": len(spec.steps)})],
         )
-        await self._launch(execution_id, spec, {"inputs": values, "results": {}, "statuses": {}}, settings=settings)
+        await self.canaries.joined(execution_id, canary)
+        await self._launch(execution_id, spec, {"inputs": values, "results": {}, "statuses": {}}, settings=settings,
+                           fresh=True)
         return execution_id
 
     async def run(self, spec: WorkflowSpec, inputs: dict[str, Any] | None = None, **kwargs: Any) -> ExecutionRecord:
@@ -261,7 +279,9 @@ class Engine:
         return record
 
     async def _launch(self, execution_id: str, spec: WorkflowSpec, graph_input: Any, *, resumed: bool = False,
-                      settings: dict[str, Any] | None = None) -> None:
+                      settings: dict[str, Any] | None = None, fresh: bool = False) -> None:
+        """Drive the execution in the background (this process takes its lease). `fresh`: a new execution
+        started from its inputs, so its nodes need not look in the ledger (see `StepRunner.fresh`)."""
         if not await self.store.acquire_lease(execution_id, self.owner, LEASE_TTL_S):
             raise InvalidTransition(f"execution {execution_id} is being driven by another process")
         run = self._runs.get(execution_id) or _Run(execution_id, spec)
@@ -269,13 +289,15 @@ class Engine:
         run.stopped.clear()
         run.control = RunControl()
         run.settings = settings or {}
+        run.fresh = fresh
         run.status = "running"
         run.task = asyncio.create_task(self._drive(run, graph_input, resumed), name=f"execution-{execution_id}")
         self._ensure_watcher()
 
     async def _drive(self, run: _Run, graph_input: Any, resumed: bool) -> None:
         execution_id, spec = run.execution_id, run.spec
-        runner = StepRunner(self, execution_id, spec, self.priorities_of(spec), settings=run.settings)
+        runner = StepRunner(self, execution_id, spec, self.priorities_of(spec), settings=run.settings,
+                            fresh=run.fresh)
         config = {"configurable": {"thread_id": execution_id}}
         graph = self.graph_of(spec)
         event = EventType.EXECUTION_RESUMED if resumed else EventType.EXECUTION_STARTED
@@ -284,7 +306,7 @@ class Engine:
                              execution={"id": execution_id, "status": "running", "control": None, **started})
         try:
             async for _ in graph.astream(graph_input, config, context=runner, control=run.control,
-                                         stream_mode="updates", durability="sync"):
+                                         stream_mode="updates", durability=CHECKPOINT_DURABILITY):
                 pass
         except GraphDrained as drained:
             await self._settle(run, "paused", EventType.EXECUTION_PAUSED, {"reason": drained.reason})
@@ -353,7 +375,16 @@ class Engine:
             if finished:
                 await asyncio.shield(self.store.release_lease(run.execution_id, self.owner))
                 self._runs.pop(run.execution_id, None)
+                if status in ("succeeded", "failed"):
+                    await self._canary_finished(run.execution_id)
             run.stopped.set()
+
+    async def _canary_finished(self, execution_id: str) -> None:
+        """A finished run may be a canary's: evaluate that canary (promote / roll back); never fails the run."""
+        try:
+            await asyncio.shield(self.canaries.finished(execution_id))
+        except Exception:  # noqa: BLE001 - the canary is evaluated again at its next run or `chief canary status`
+            log.exception("evaluating the canary of execution %s failed", execution_id)
 
     # -- control ------------------------------------------------------------------------------------
     async def pause(self, execution_id: str) -> str:

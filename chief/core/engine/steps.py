@@ -52,6 +52,9 @@ class StepRunner:
     prefix: str = ""
     inputs_cache: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # the execution's routing settings (Engine.start)
+    # A run started from its inputs in this process: no step of it can be in the ledger yet, so the
+    # ledger lookups at node entry (there for re-runs after a pause, crash or approval) are skipped.
+    fresh: bool = False
 
     # -- helpers ------------------------------------------------------------------------------------
     def _event(self, type_: EventType, key: str, task_key: str | None = None, **data: Any) -> Event:
@@ -74,6 +77,9 @@ class StepRunner:
                 "statuses": state.get("statuses") or {}, "item": item, "index": index}
 
     async def _recorded(self, task_key: str) -> StepRecord | None:
+        """The ledger's final row of `task_key`, read when a node is entered (none in a fresh run)."""
+        if self.fresh:
+            return None
         return await self.engine.store.final_step(self.execution_id, task_key)
 
     async def _when(self, step: StepSpec, state: RunState, task_key: str) -> bool:
@@ -180,7 +186,9 @@ class StepRunner:
         """Send the step to its agent over the bus and wait for the result; re-send if the lease runs out."""
         engine = self.engine
         try:
-            agent = engine.registry.resolve_agent(step.agent, step.capability)
+            # capability steps: the healthiest, fastest, least busy agent (chief/core/assignment.py)
+            agent = await engine.assigner.choose(step.agent, step.capability,
+                                                 provider=step.provider or self.spec.config.provider)
         except ChiefError as exc:
             await self._fail(step, task_key, str(exc))
         lane, rank = self.priorities.get(step.key, (Lane.NORMAL, 1))
@@ -191,39 +199,60 @@ class StepRunner:
             prompt=prompt, provider=step.provider or self.spec.config.provider,
             model=step.model or self.spec.config.model, timeout_s=timeout_s, attempts=retry.attempts,
             backoff_s=retry.backoff_s, backoff_multiplier=retry.multiplier, max_backoff_s=retry.max_backoff_s,
-            cache=step.cache, inputs=state.get("inputs") or {},
-            conversation=self.settings.get("conversation"), canary=self.settings.get("canary"),
+            cache=step.cache, inputs=state.get("inputs") or {}, fresh=self.fresh,
+            conversation=self.settings.get("conversation"), canary=_canary_of(self.settings, agent.name),
+            stream=bool(self.settings.get("stream")),
         )
+        engine.assigner.begin(agent.name)
+        try:
+            result = await self._send(step, task_key, task, agent.name, lane, rank, retry.attempts, item_index)
+        except BaseException:
+            engine.assigner.end(agent.name)
+            raise
+        engine.assigner.end(agent.name, result)  # the assigner's metrics: outcome and duration
+        return result
+
+    async def _send(self, step: StepSpec, task_key: str, task: StepTask, agent: str, lane: Lane, rank: int,
+                    attempts: int, item_index: int | None) -> StepResult | StepRecord:
+        """Send the task to `agent` and wait for its result; re-send it when the lease runs out."""
+        engine = self.engine
         lease = engine.lease_for(task)
         attempt = 1
         while True:
             correlation_id = f"{self.execution_id}:{task_key}:{attempt}"
-            message = AgentMessage(sender=engine.owner, recipient=agent.name, type="task",
+            message = AgentMessage(sender=engine.owner, recipient=agent, type="task",
                                    payload=task.model_dump(mode="json"), correlation_id=correlation_id,
                                    priority=int(lane), rank=rank, attempt=attempt)
             reply = engine.bus.expect_reply(correlation_id)
-            await engine.sink.emit(
-                [self._event(EventType.STEP_QUEUED, step.key, task_key, agent=agent.name, lane=lane.name.lower(),
+            # "queued" is recorded while the task travels (not before it leaves): the store keeps a
+            # later status when this write lands after the worker's, and views never step back to queued.
+            written = asyncio.create_task(engine.sink.emit(
+                [self._event(EventType.STEP_QUEUED, step.key, task_key, agent=agent, lane=lane.name.lower(),
                              rank=rank, attempt=attempt, item=item_index)],
-                steps=[self._row(step.key, task_key, "queued", attempt=attempt, agent=agent.name,
+                steps=[self._row(step.key, task_key, "queued", attempt=attempt, agent=agent,
                                  priority=int(lane), item_index=item_index, queued_at=_now())],
                 messages=[message],
-            )
-            await engine.bus.send(message)
+            ))
+            written.add_done_callback(_consume_error)
             try:
+                await engine.bus.send(message)
+                await asyncio.wait([written, reply], return_when=asyncio.FIRST_COMPLETED)
+                if written.done() and written.exception() is not None:
+                    raise written.exception()  # the store is down: stop here (the engine pauses the run)
                 answer = await self._await_reply(reply, correlation_id, lease)
+                await written
                 return StepResult.model_validate(answer.payload)
             except TimeoutError:
                 engine.bus.forget_reply(correlation_id)
-                recorded = await self._recorded(task_key)
+                recorded = await engine.store.final_step(self.execution_id, task_key)
                 if recorded is not None:
                     return recorded
                 # The result did not come back within the lease (a worker died, the bus lost the
                 # message): send the task again, with attempt numbers after the ones already used, one
                 # lane up: a fix outranks new work.
-                attempt += retry.attempts
+                attempt += attempts
                 lane = Lane(min(int(lane) + 1, int(Lane.CRITICAL)))
-            except asyncio.CancelledError:
+            except BaseException:
                 engine.bus.forget_reply(correlation_id)
                 raise
 
@@ -255,6 +284,20 @@ class StepRunner:
         await self._finish(step.key, task_key, "succeeded", EventType.STEP_SUCCEEDED, output=output,
                            workflow=child.name)
         return _update(step.key, "succeeded", output)
+
+
+def _consume_error(task: asyncio.Task[Any]) -> None:
+    """Mark a background write's failure as seen (the dispatch that started it reports it, if still there)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _canary_of(settings: dict[str, Any], agent: str) -> dict[str, Any] | None:
+    """The execution's model-canary arm for a step of `agent` (a canary on one agent leaves the others alone)."""
+    canary = settings.get("canary")
+    if canary and canary.get("agent") not in (None, agent):
+        return None
+    return canary
 
 
 def _as_list(value: Any) -> list[Any]:

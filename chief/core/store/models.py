@@ -316,3 +316,42 @@ chat_steps = ChatStep.__table__
 chat_elements = ChatElement.__table__
 chat_feedback = ChatFeedback.__table__
 files = FileRow.__table__
+
+
+# -- canary routes (issue 7): kept by chief/core/store/canary.py, rules in chief/core/canary.py ----------
+
+
+class CanaryRow(Base):
+    """A canary: a candidate workflow version or model taking a growing share of runs."""
+
+    __tablename__ = "canaries"
+
+    id: Mapped[str] = mapped_column(String(), primary_key=True)
+    kind: Mapped[str] = mapped_column(String())  # workflow | model
+    subject: Mapped[str] = mapped_column(String(), index=True)  # workflow name; agent name or "*"
+    stable: Mapped[str] = mapped_column(String())  # workflow id, or provider:model
+    candidate: Mapped[str] = mapped_column(String())
+    stages: Mapped[list[int]] = mapped_column(json_type())
+    stage_index: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(), index=True)  # running | promoted | rolled_back
+    thresholds: Mapped[dict[str, Any]] = mapped_column(json_type())
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CanaryRun(Base):
+    """An execution counted by a canary: its arm and the stage it started in."""
+
+    __tablename__ = "canary_runs"
+
+    execution_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    canary_id: Mapped[str] = mapped_column(String(), index=True)
+    stage_index: Mapped[int] = mapped_column(Integer)
+    arm: Mapped[str] = mapped_column(String())  # stable | candidate
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+
+
+canaries = CanaryRow.__table__
+canary_runs = CanaryRun.__table__

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Insert, Select, Table, bindparam, func, literal_column, or_, select
+from sqlalchemy import Insert, Select, Table, and_, bindparam, case, func, literal_column, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
@@ -203,7 +203,11 @@ class Statements:
         t = step_executions
         upsert = dialect_insert(t)
         new = upsert.excluded
-        set_: dict[str, Any] = {"status": new.status, "step_key": new.step_key}
+        # "queued" is written by the orchestrator while the task travels: landing after the worker's
+        # "running" (or a final status) it keeps that status.
+        status = case((and_(new.status == literal_column("'queued'"), t.c.status != literal_column("'queued'")),
+                       t.c.status), else_=new.status)
+        set_: dict[str, Any] = {"status": status, "step_key": new.step_key}
         set_.update({c: func.coalesce(new[c], t.c[c]) for c in _STEP_LATEST_WINS})
         set_.update({c: func.coalesce(t.c[c], new[c]) for c in _STEP_FIRST_WINS})
         set_.update({c: or_(t.c[c], new[c]) for c in _STEP_FLAGS})
