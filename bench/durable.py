@@ -1,11 +1,13 @@
-"""Durable execution on PostgreSQL: checkpoint write / restore times, and Chief's per-step cost next to a
-bare LangGraph node with `AsyncPostgresSaver`, measured in the same run on the same (fresh) database.
+"""Durable execution on PostgreSQL: Chief's per-step cost next to a bare LangGraph chain with
+`AsyncPostgresSaver`, and checkpoint write / read / restore times, in the same run on a fresh database.
 
-- bare node: a chain of no-op nodes, `AsyncPostgresSaver` on a psycopg pool, durability "sync".
-- Chief step: a chain of `echo` steps through `Engine` (in-process bus and worker): ledger rows, events,
-  agent messages and the checkpoint, each step's writes in one transaction.
-- checkpoint write: `aput` of an execution's real checkpoint; restore: `aget_tuple` of a given checkpoint
-  (what a restore reads) and the whole fork (`fork_checkpoint`: read + write into a new thread).
+- bare: a chain of no-op nodes, LangGraph's own `AsyncPostgresSaver` on a psycopg pool, durability "sync".
+- Chief end to end: a chain of `echo` (no-op) steps through `Engine` on the Redis bus, run by a separate
+  `chief worker` process: ledger rows, events, agent messages and checkpoints in PostgreSQL.
+- Chief in-process (for reference): the same chain on the in-process bus with an embedded worker.
+- Per step = a chain's wall time / its steps, median over interleaved rounds (drift hits all three alike).
+- checkpoint write: `aput` of an execution's real checkpoint; read: `aget_tuple` at an id; restore: the whole
+  fork (`fork_checkpoint`: read + write into a new thread).
 
 `python -m bench.durable [--quick]`
 """
@@ -17,22 +19,32 @@ import operator
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
-import psycopg
 from langgraph.graph import END, START, StateGraph
 
 from chief.core.config import Settings
 from chief.core.engine import Engine
 from chief.core.engine.checkpoints import fork_checkpoint
-from chief.core.store import Store, checkpointer_conn_string
+from chief.core.store import checkpointer_conn_string
 from chief.core.workflows import parse_workflow
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from .common import (
+    REDIS_URL,
+    close_within,
+    database,
+    delete_keys,
+    new_prefix,
+    ratio,
+    run_async,
+    start_workers,
+    stop,
+    wait_for_workers,
+    workdir,
+)
 
 
 class _State(TypedDict):
@@ -53,7 +65,7 @@ def _bare_graph(n: int, saver: Any) -> Any:
 
 
 async def _stock_saver(url: str, stack: AsyncExitStack) -> Any:
-    """LangGraph's own AsyncPostgresSaver, as its docs set it up (no retries of ours)."""
+    """LangGraph's own AsyncPostgresSaver, set up as its docs do (no retries of ours)."""
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
@@ -67,11 +79,13 @@ async def _stock_saver(url: str, stack: AsyncExitStack) -> Any:
     return saver
 
 
-def _chain(n: int) -> str:
-    lines = ["name: bench-chain", "steps:"]
+def chain_yaml(n: int, name: str = "bench-chain") -> str:
+    """A workflow of `n` chained echo steps."""
+    lines = [f"name: {name}", "steps:"]
     for i in range(n):
         dep = f", depends_on: [s{i - 1}]" if i else ""
-        lines.append(f"  - {{key: s{i}, agent: echo, prompt: \"step {i}\"{dep}}}")
+        lines.append(f"  - {{key: s{i}, agent: echo, prompt: \"step {i} {{{{inputs.tag}}}}\"{dep}}}")
+    lines += ["inputs:", "  tag: {type: string, default: x}"]
     return "\n".join(lines)
 
 
@@ -79,84 +93,113 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
-async def _measure(url: str, steps: int, rounds: int) -> dict[str, Any]:
-    home = Path(tempfile.mkdtemp(prefix="chief-bench-"))
-    await (await Store.open(url, migrate=True)).close()
-    bare_ms: list[float] = []
-    chief_ms: list[float] = []
-    write_ms: list[float] = []
-    read_ms: list[float] = []
-    fork_ms: list[float] = []
+async def _timed_bare(bare: Any, steps: int) -> float:
+    t0 = time.perf_counter()
+    await bare.ainvoke({"results": {}, "log": []}, {"configurable": {"thread_id": secrets.token_hex(8)}},
+                       durability="sync")
+    return (time.perf_counter() - t0) * 1000 / steps
+
+
+async def _timed_chief(engine: Engine, spec: Any, steps: int) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    record = await engine.run(spec, {"tag": secrets.token_hex(4)})
+    elapsed = (time.perf_counter() - t0) * 1000 / steps
+    if record.status != "succeeded":
+        raise RuntimeError(f"bench chain {record.id} ended {record.status}: {record.error}")
+    return elapsed, record
+
+
+async def _measure(url: str, prefix: str, home: Path, sizes: tuple[int, ...], rounds: int,
+                   local: bool) -> dict[str, Any]:
+    chains: list[dict[str, Any]] = []
     async with AsyncExitStack() as stack:
         saver = await _stock_saver(url, stack)
-        bare = _bare_graph(steps, saver)
-        engine = await Engine.open(Settings(home=home, database_url=url))
-        stack.push_async_callback(engine.close)
-        spec = parse_workflow(_chain(steps))
-        # warm up both (connections, compiled graphs, caches)
-        await bare.ainvoke({"results": {}, "log": []}, {"configurable": {"thread_id": secrets.token_hex(8)}},
-                           durability="sync")
-        last = await engine.run(spec, {})
-        for _ in range(rounds):  # interleaved, so drift on the machine hits both alike
-            t0 = time.perf_counter()
-            await bare.ainvoke({"results": {}, "log": []}, {"configurable": {"thread_id": secrets.token_hex(8)}},
-                               durability="sync")
-            bare_ms.append((time.perf_counter() - t0) * 1000 / steps)
-            t0 = time.perf_counter()
-            last = await engine.run(spec, {})
-            chief_ms.append((time.perf_counter() - t0) * 1000 / steps)
-            assert last.status == "succeeded", last.error
-        checkpoints = await engine.checkpoints(last.id)
+        e2e = await Engine.open(Settings(home=home / "e2e", database_url=url, redis_url=REDIS_URL,
+                                         redis_prefix=prefix, embedded_workers=0, cache_ttl_s=0), workers=0)
+        stack.push_async_callback(close_within, e2e.close(), "the end-to-end engine")
+        inproc = None
+        if local:
+            inproc = await Engine.open(Settings(home=home / "local", database_url=url, redis_url=None,
+                                                cache_ttl_s=0))
+            stack.push_async_callback(close_within, inproc.close(), "the in-process engine")
+        last = None
+        for steps in sizes:
+            bare = _bare_graph(steps, saver)
+            spec = parse_workflow(chain_yaml(steps))
+            await _timed_bare(bare, steps)  # warm up (connections, compiled graphs, caches)
+            await _timed_chief(e2e, spec, steps)
+            if inproc is not None:
+                await _timed_chief(inproc, spec, steps)
+            bare_ms: list[float] = []
+            e2e_ms: list[float] = []
+            local_ms: list[float] = []
+            for _ in range(rounds):  # interleaved, so drift on the machine hits all alike
+                bare_ms.append(await _timed_bare(bare, steps))
+                ms, last = await _timed_chief(e2e, spec, steps)
+                e2e_ms.append(ms)
+                if inproc is not None:
+                    local_ms.append((await _timed_chief(inproc, spec, steps))[0])
+            row = {"steps": steps, "rounds": rounds, "bare_ms": _median(bare_ms), "chief_e2e_ms": _median(e2e_ms)}
+            row["ratio_e2e"] = ratio(row["chief_e2e_ms"], row["bare_ms"])
+            if local_ms:
+                row["chief_inprocess_ms"] = _median(local_ms)
+                row["ratio_inprocess"] = ratio(row["chief_inprocess_ms"], row["bare_ms"])
+            chains.append(row)
+        assert last is not None
+        checkpoints = await e2e.checkpoints(last.id)
         head = await saver.aget_tuple({"configurable": {"thread_id": last.id, "checkpoint_ns": ""}})
         middle = checkpoints[len(checkpoints) // 2].id
-        saver = engine.checkpointer  # Chief's own (with its retries) for the checkpoint timings
+        ours = e2e.checkpointer  # Chief's own (with its retries) for the checkpoint timings
+        write_ms: list[float] = []
+        read_ms: list[float] = []
+        fork_ms: list[float] = []
         for i in range(max(rounds * 10, 30)):
             config = {"configurable": {"thread_id": f"bench-write-{i}", "checkpoint_ns": ""}}
             t0 = time.perf_counter()
-            await saver.aput(config, head.checkpoint, head.metadata, head.checkpoint["channel_versions"])
+            await ours.aput(config, head.checkpoint, head.metadata, head.checkpoint["channel_versions"])
             write_ms.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
-            await saver.aget_tuple({"configurable": {"thread_id": last.id, "checkpoint_ns": "",
-                                                     "checkpoint_id": middle}})
+            await ours.aget_tuple({"configurable": {"thread_id": last.id, "checkpoint_ns": "",
+                                                    "checkpoint_id": middle}})
             read_ms.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
-            await fork_checkpoint(saver, last.id, middle, f"bench-fork-{i}")
+            await fork_checkpoint(ours, last.id, middle, f"bench-fork-{i}")
             fork_ms.append((time.perf_counter() - t0) * 1000)
-    bare_p50, chief_p50 = _median(bare_ms), _median(chief_ms)
-    return {
-        "steps": steps, "rounds": rounds,
-        "bare_langgraph_node_ms": bare_p50,
-        "chief_durable_step_ms": chief_p50,
-        "overhead_ms": round(chief_p50 - bare_p50, 3),
-        "ratio": round(chief_p50 / bare_p50, 2) if bare_p50 else None,
-        "checkpoint_write_ms": _median(write_ms),
-        "checkpoint_read_ms": _median(read_ms),
-        "restore_fork_ms": _median(fork_ms),
-        "checkpoint_values": len(head.checkpoint.get("channel_values", {})),
-    }
+    return {"chains": chains, "checkpoint_write_ms": _median(write_ms), "checkpoint_read_ms": _median(read_ms),
+            "restore_fork_ms": _median(fork_ms), "checkpoint_steps": sizes[-1]}
 
 
-def run(*, quick: bool = False, admin_url: str = PG_ADMIN) -> dict[str, Any]:
-    """Measure on a fresh database (created and dropped here); medians in milliseconds."""
-    name = f"chief_bench_{secrets.token_hex(5)}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        return asyncio.run(_measure(f"{base}/{name}", steps=30 if quick else 60, rounds=3 if quick else 7))
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def run(*, quick: bool = False, sizes: tuple[int, ...] = (10, 50), rounds: int | None = None,
+        local: bool = True) -> dict[str, Any]:
+    """Measure on a fresh database and Redis prefix (both removed afterwards); medians in milliseconds."""
+    rounds = rounds or (3 if quick else 15)
+    prefix = new_prefix("durable")
+    with workdir("durable") as home, database() as url:
+        workers = start_workers(1, db_url=url, prefix=prefix, home=home)
+        try:
+            async def go() -> dict[str, Any]:
+                await wait_for_workers(workers, prefix)
+                return await _measure(url, prefix, home, sizes, rounds, local)
+
+            return run_async(go())
+        finally:
+            for proc, _ in workers:
+                stop(proc)
+            asyncio.run(delete_keys(prefix))
 
 
-def report(row: dict[str, Any]) -> None:
+def report(results: dict[str, Any]) -> None:
     """Print the section."""
-    print(f"durable execution on PostgreSQL ({row['steps']}-step chain, median of {row['rounds']} runs)")
-    print(f"  bare LangGraph node + AsyncPostgresSaver  {row['bare_langgraph_node_ms']:8.2f} ms/step")
-    print(f"  Chief durable step (ledger, events, ckpt) {row['chief_durable_step_ms']:8.2f} ms/step "
-          f"(+{row['overhead_ms']:.2f} ms, x{row['ratio']})")
-    print(f"  checkpoint write {row['checkpoint_write_ms']:.2f} ms, read at an id {row['checkpoint_read_ms']:.2f} ms, "
-          f"restore (fork) {row['restore_fork_ms']:.2f} ms")
+    print("durable step on PostgreSQL (chain of no-op steps, per step = chain time / steps, median)")
+    for row in results["chains"]:
+        print(f"  {row['steps']:>3} steps  bare LangGraph + AsyncPostgresSaver {row['bare_ms']:7.2f} ms/step   "
+              f"Chief end to end (Redis, worker process) {row['chief_e2e_ms']:7.2f} ms/step (x{row['ratio_e2e']})")
+        if "chief_inprocess_ms" in row:
+            print(f"{'':14}Chief in-process bus + embedded worker {row['chief_inprocess_ms']:7.2f} ms/step "
+                  f"(x{row['ratio_inprocess']})")
+    print(f"  checkpoint write {results['checkpoint_write_ms']:.2f} ms, read at an id "
+          f"{results['checkpoint_read_ms']:.2f} ms, restore (fork) {results['restore_fork_ms']:.2f} ms "
+          f"({results['checkpoint_steps']}-step execution)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Workflow scale: parse + validate + compile time for generated 10/100/1,000-step workflows."""
+"""Workflow scale: parse + validate + compile time for generated 10/100/1,000-step workflows, and how flat
+the per-step cost stays from 10 to 1,000 steps.
+
+`python -m bench.scale [--quick]`
+"""
 
 from __future__ import annotations
 
@@ -33,8 +37,9 @@ def _median_ms(func, repeat: int) -> float:
     return statistics.median(times)
 
 
-def run(sizes: tuple[int, ...] = (10, 100, 1000), repeat: int = 7) -> list[dict[str, Any]]:
-    """Median milliseconds per phase and the per-step cost of parse+validate+compile."""
+def run(sizes: tuple[int, ...] = (10, 100, 1000), repeat: int = 7) -> dict[str, Any]:
+    """Median milliseconds per phase for each size, and the flatness of the per-step cost: the largest
+    workflow's per-step time over the smallest's (1.0 = perfectly flat)."""
     rows = []
     for n in sizes:
         text = json.dumps(generated(n))
@@ -44,4 +49,23 @@ def run(sizes: tuple[int, ...] = (10, 100, 1000), repeat: int = 7) -> list[dict[
         total = parse + compile_
         rows.append({"steps": n, "parse_validate_ms": round(parse, 3), "compile_ms": round(compile_, 3),
                      "total_ms": round(total, 3), "per_step_us": round(total * 1000 / n, 1)})
-    return rows
+    flatness = round(rows[-1]["per_step_us"] / rows[0]["per_step_us"], 2) if len(rows) > 1 else None
+    return {"rows": rows, "repeat": repeat, "flatness": flatness}
+
+
+def report(results: dict[str, Any]) -> None:
+    """Print the section."""
+    print(f"workflow parse + validate + compile (JSON text, median of {results['repeat']}, ms)")
+    print(f"{'steps':>8} {'parse+validate':>15} {'compile':>9} {'total':>9} {'per step':>10}")
+    for row in results["rows"]:
+        print(f"{row['steps']:>8} {row['parse_validate_ms']:>15.2f} {row['compile_ms']:>9.2f} "
+              f"{row['total_ms']:>9.2f} {row['per_step_us']:>8.1f}µs")
+    if results["flatness"] is not None:
+        first, last = results["rows"][0]["steps"], results["rows"][-1]["steps"]
+        print(f"  per-step cost {last} vs {first} steps: x{results['flatness']}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    report(run(repeat=3 if "--quick" in sys.argv else 9))

@@ -141,6 +141,7 @@ class RedisBus(Bus):
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pubsub: Any = None
         self._closed = False
+        self._reply_generation = 0  # the current results reader (a replaced one stops by itself)
         # Set by an orchestrator that runs no worker itself: warn when no live worker serves an agent.
         self.warn_unserved = False
         self._served: tuple[float, list[Any]] = (0.0, [])
@@ -357,7 +358,7 @@ class RedisBus(Bus):
 
     async def _keep_alive(self) -> None:
         """Touch our in-flight entries so that no other worker reclaims a task we are still running."""
-        while True:
+        while not self._closed:
             await asyncio.sleep(max(self.claim_idle_s / 3, 0.02))
             entries = list(self._inflight)
             if not entries:
@@ -433,10 +434,14 @@ class RedisBus(Bus):
         old = self._tasks.pop("replies", None)
         if old is not None:
             old.cancel()  # re-started so that its blocking read includes the new stream
-        self._tasks["replies"] = asyncio.create_task(self._read_replies(), name="redis-bus-replies")
+        self._reply_generation += 1
+        self._tasks["replies"] = asyncio.create_task(self._read_replies(self._reply_generation),
+                                                     name="redis-bus-replies")
 
-    async def _read_replies(self) -> None:
-        while True:
+    async def _read_replies(self, generation: int) -> None:
+        # Loops check why they should stop, not only for cancellation: redis-py 8 on Python 3.11 sometimes
+        # swallows the cancellation of a blocking XREAD, and `close()` would then wait on this forever.
+        while not self._closed and generation == self._reply_generation:
             try:
                 got = await self.redis.xread(dict(self._reply_owners), count=500, block=1000)
             except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
@@ -489,7 +494,7 @@ class RedisBus(Bus):
                     return
 
     async def _listen_events(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 msg = await self._pubsub.get_message(timeout=1.0)
             except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
