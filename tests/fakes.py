@@ -15,6 +15,15 @@ from chief.core.errors import ProviderError
 from chief.core.hookspecs import hookimpl
 from chief.core.messages import StepTask
 
+# Three `gate` steps in a chain: tests hold a step (`GateAgent.held`) to pause, crash or inspect mid-run.
+CHAIN = """
+name: chain
+steps:
+  - {key: a, agent: gate, prompt: "first"}
+  - {key: b, agent: gate, prompt: "second after {{a}}", depends_on: [a]}
+  - {key: c, agent: gate, prompt: "third after {{b}}", depends_on: [b]}
+"""
+
 
 class ScriptedProvider:
     """Answers with queued replies (or echoes); records every conversation it was asked."""

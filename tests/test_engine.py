@@ -13,15 +13,7 @@ from chief.core.messages import EventType
 from chief.core.plugins import register_temporary
 from chief.core.store import StepRecord
 from chief.core.workflows import parse_workflow
-from tests.fakes import FlakyAgent, GateAgent, ScriptedProvider, TestPlugin
-
-CHAIN = """
-name: chain
-steps:
-  - {key: a, agent: gate, prompt: "first"}
-  - {key: b, agent: gate, prompt: "second after {{a}}", depends_on: [a]}
-  - {key: c, agent: gate, prompt: "third after {{b}}", depends_on: [b]}
-"""
+from tests.fakes import CHAIN, FlakyAgent, GateAgent, ScriptedProvider, TestPlugin
 
 
 @pytest.fixture

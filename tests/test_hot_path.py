@@ -17,15 +17,7 @@ from chief.core.plugins import register_temporary
 from chief.core.store import StepRecord, Store
 from chief.core.worker import Worker
 from chief.core.workflows import parse_workflow
-from tests.fakes import GateAgent, TestPlugin
-
-CHAIN = """
-name: hot
-steps:
-  - {key: a, agent: gate, prompt: one}
-  - {key: b, agent: echo, prompt: "two {{a}}", depends_on: [a]}
-  - {key: c, agent: echo, prompt: "three {{b}}", depends_on: [b]}
-"""
+from tests.fakes import CHAIN, GateAgent, TestPlugin
 
 
 def count_calls(monkeypatch: pytest.MonkeyPatch, store: Store, name: str, calls: Counter,

@@ -21,15 +21,7 @@ from chief.core.messages import EventType
 from chief.core.plugins import register_temporary
 from chief.core.store import Store
 from chief.core.workflows import parse_workflow
-from tests.fakes import GateAgent, TestPlugin
-
-CHAIN = """
-name: chain
-steps:
-  - {key: a, agent: gate, prompt: "first"}
-  - {key: b, agent: gate, prompt: "second after {{a}}", depends_on: [a]}
-  - {key: c, agent: gate, prompt: "third after {{b}}", depends_on: [b]}
-"""
+from tests.fakes import CHAIN, GateAgent, TestPlugin
 
 
 def terminate(admin_url: str, database: str) -> int:

@@ -50,6 +50,16 @@ def run_async(func: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[
     return wrapper
 
 
+def settings_for(provider: str | None = None, model: str | None = None) -> Settings:
+    """Settings from the environment, with `--provider` / `--model` (when given) as the global default."""
+    settings = Settings()
+    if provider:
+        settings.provider = provider
+    if model:
+        settings.model = model
+    return settings
+
+
 @asynccontextmanager
 async def open_engine(*, workers: int = 1, settings: Settings | None = None):
     """The engine on the configured (or embedded) store, bus and workers; closed on exit."""

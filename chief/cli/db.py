@@ -8,7 +8,17 @@ import click
 from rich.table import Table
 
 from ..core.config import Settings
-from .common import EXIT_FAILED, EXIT_OK, console, open_engine, open_store, parse_since, run_async, to_json
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    console,
+    open_engine,
+    open_store,
+    parse_since,
+    run_async,
+    settings_for,
+    to_json,
+)
 from .main import cli
 
 
@@ -131,11 +141,7 @@ async def resume_run(execution_id: str, *, as_json: bool, provider: str | None, 
     from ..core.messages import Event, EventType
     from .main import FINAL_EVENTS, Progress, _follow, _Null
 
-    settings = Settings()
-    if provider:
-        settings.provider = provider
-    if model:
-        settings.model = model
+    settings = settings_for(provider, model)
     async with open_engine(settings=settings) as engine:
         record = await engine.get(execution_id)
         if record.status in ("succeeded", "failed", "cancelled"):

@@ -9,7 +9,6 @@ import sys
 
 import click
 
-from ..core.config import Settings
 from ..core.messages import EventType
 from .common import (
     EXIT_FAILED,
@@ -20,6 +19,7 @@ from .common import (
     parse_inputs,
     resolve_workflow,
     run_async,
+    settings_for,
     to_json,
 )
 from .progress import Progress
@@ -57,11 +57,7 @@ async def run(workflow: str | None, inputs: tuple[str, ...], as_json: bool, prov
         raise click.UsageError("give a WORKFLOW to run, or --resume EXECUTION_ID")
     spec = resolve_workflow(workflow)
     values = parse_inputs(inputs)
-    settings = Settings()
-    if provider:
-        settings.provider = provider
-    if model:
-        settings.model = model
+    settings = settings_for(provider, model)
     async with open_engine(settings=settings) as engine:
         agents = {}
         for step in spec.steps:

@@ -160,6 +160,19 @@ class Fitted:
 Summariser = Callable[[list[Message], int], Awaitable[str]]  # (turns to summarise, max tokens) -> summary text
 
 
+def newest_that_fit(turns: Sequence[Message], room: int) -> tuple[list[Message], int]:
+    """The newest `turns` that fit in `room` tokens (in their order; none after the first that does not
+    fit), and the room left."""
+    kept: list[Message] = []
+    for turn in reversed(turns):
+        size = count(turn)
+        if size > room:
+            break
+        kept.insert(0, turn)
+        room -= size
+    return kept, room
+
+
 async def fit_prompt(
     messages: Sequence[Message],
     *,
@@ -211,13 +224,7 @@ async def fit_prompt(
 
     # History: newest turns first while they fit.
     turns = [dict(m) for m in history if m.get("content")]
-    kept: list[Message] = []
-    for turn in reversed(turns):
-        size = count(turn)
-        if size > room:
-            break
-        kept.insert(0, turn)
-        room -= size
+    kept, room = newest_that_fit(turns, room)
     dropped = turns[: len(turns) - len(kept)]
     summary: Message | None = None
     if dropped and policy == "summarise":
@@ -270,13 +277,7 @@ async def _summarise(dropped: list[Message], kept: list[Message], room: int, win
     # The summary call has the same window (its answer's room included): give it the newest dropped turns
     # that fit.
     room_for_input = window.tokens - limit - sum(count(m) for m in summary_request([], limit))
-    source: list[Message] = []
-    for turn in reversed(dropped):
-        size = count(turn)
-        if size > room_for_input:
-            break
-        source.insert(0, turn)
-        room_for_input -= size
+    source, _ = newest_that_fit(dropped, room_for_input)
     try:
         if not source:
             raise ValueError("even the newest turn to summarise does not fit the model's window")

@@ -54,8 +54,6 @@ class DeferredStart:
             return self.events, self.started_at
         try:
             await self._task
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # noqa: BLE001 - the store was unreachable: the next write carries it instead
             log.warning("recording a step's start failed (%s); it goes with the step's next write", exc)
             return self.events, self.started_at

@@ -125,13 +125,7 @@ async def _stream(api: HttpApi, body: dict[str, Any], messages: Sequence[Message
     state: dict[str, Any] = {"model": model, "in": None, "out": None}
 
     async def handle(event: str | None, data: str) -> bool:
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            raise ProviderError(f"{api.label}: malformed JSON in the stream from {public_url(api.base_url)} "
-                                f"({api.redact(data[:80])!r})", retryable=False) from None
-        if not isinstance(payload, dict):
-            raise ProviderError(f"{api.label}: unexpected stream event ({api.redact(data[:80])!r})", retryable=False)
+        payload = api.decode_event(data, "event")
         kind = payload.get("type") or event
         if kind == "error":
             err = payload.get("error") or {}

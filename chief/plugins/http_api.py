@@ -199,6 +199,18 @@ class HttpApi:
             )
         return data
 
+    def decode_event(self, data: str, what: str = "event") -> dict[str, Any]:
+        """The JSON object of one streamed (SSE) `what` ("event", "chunk"), or a non-retryable error."""
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            raise ProviderError(f"{self.label}: malformed JSON in the stream from {public_url(self.base_url)} "
+                                f"({self.redact(data[:80])!r})", retryable=False) from None
+        if not isinstance(payload, dict):
+            raise ProviderError(f"{self.label}: unexpected stream {what} ({self.redact(data[:80])!r})",
+                                retryable=False)
+        return payload
+
     def _timeout_error(self, streaming: bool = False) -> ProviderError:
         during = " while streaming" if streaming else ""
         return ProviderError(

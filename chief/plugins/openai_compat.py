@@ -127,13 +127,7 @@ async def _stream(api: HttpApi, body: dict[str, Any], messages: Sequence[Message
     async def handle(event: str | None, data: str) -> bool:
         if data.strip() == "[DONE]":
             return False
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise ProviderError(f"{api.label}: malformed JSON in the stream from {public_url(api.base_url)} "
-                                f"({api.redact(data[:80])!r})", retryable=False) from None
-        if not isinstance(chunk, dict):
-            raise ProviderError(f"{api.label}: unexpected stream chunk ({api.redact(data[:80])!r})", retryable=False)
+        chunk = api.decode_event(data, "chunk")
         if "error" in chunk:  # some servers report a failure inside a 200 stream
             err = chunk["error"]
             message = err.get("message") if isinstance(err, dict) else str(err)
